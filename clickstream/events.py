@@ -1,0 +1,86 @@
+"""The event contract, layered by use.
+
+* :class:`IncomingEvent` is what the HTTP API accepts: one call of the Segment
+  Tracking API (camelCase names, unknown fields tolerated as Segment does).
+* :class:`Event` is what travels on Kafka (``clickstream.raw`` and, with its
+  ``session_id`` set, ``clickstream.events``): snake_case, enriched, UTC times.
+* What lands in Parquet is :data:`clickstream.lake.EVENTS_SCHEMA`, built from
+  :class:`Event` by the sink.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
+
+EventType = Literal["track", "page", "screen", "identify", "group", "alias"]
+
+
+class IncomingEvent(BaseModel):
+    """One Segment Tracking API call as a client sends it."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True, str_max_length=8192)
+
+    type: EventType
+    message_id: str | None = Field(None, alias="messageId", max_length=200)
+    anonymous_id: str | None = Field(None, alias="anonymousId", max_length=200)
+    user_id: str | None = Field(None, alias="userId", max_length=200)
+    event: str | None = Field(None, max_length=200)
+    name: str | None = Field(None, max_length=200)
+    timestamp: datetime | None = Field(None, validation_alias=AliasChoices("timestamp", "originalTimestamp"))
+    sent_at: datetime | None = Field(None, alias="sentAt")
+    properties: dict[str, Any] = Field(default_factory=dict)
+    context: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _identity_and_name(self) -> IncomingEvent:
+        # Segment rejects calls that name no one: every event must belong to a visitor.
+        if not (self.user_id or self.anonymous_id):
+            raise ValueError("either userId or anonymousId is required")
+        if self.type == "track" and not self.event:
+            raise ValueError("a track call requires 'event' (the name of the action)")
+        return self
+
+
+class Event(BaseModel):
+    """An accepted, enriched event as it travels on Kafka."""
+
+    model_config = ConfigDict(frozen=True)
+
+    event_id: str
+    type: EventType
+    event: str | None = None  # the track name, or the page name for pages
+    anonymous_id: str | None = None
+    user_id: str | None = None
+    session_id: str | None = None
+    timestamp: datetime  # event time, UTC, corrected for client clock skew
+    received_at: datetime
+    sent_at: datetime | None = None
+    source: str
+    url: str | None = None
+    path: str | None = None
+    referrer: str | None = None
+    title: str | None = None
+    utm_source: str | None = None
+    utm_medium: str | None = None
+    utm_campaign: str | None = None
+    properties: dict[str, Any] = Field(default_factory=dict)
+    context: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def visitor_id(self) -> str:
+        """The id one visitor's events are keyed, ordered and sessionized by."""
+        return self.user_id or self.anonymous_id or ""
+
+    @property
+    def is_page_view(self) -> bool:
+        return self.type == "page"
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json().encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Event:
+        return cls.model_validate_json(data)

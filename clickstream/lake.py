@@ -1,0 +1,78 @@
+"""Lake layout: table names, Parquet schemas and object keys.
+
+Objects are partitioned by event time, Hive style, so Athena, Trino, Spark and
+DuckDB read them as partitioned tables::
+
+    {root}/{table}/dt=YYYY-MM-DD/hour=HH/{table}-p{partition}-{first_offset}-{last_offset}.parquet
+
+The key follows from the Kafka partition and the offsets of the rows it holds, so
+a retried upload of the same rows rewrites the same object instead of adding one.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pyarrow as pa
+
+EVENTS = "events"
+
+UTC_TS = pa.timestamp("us", tz="UTC")
+
+EVENTS_SCHEMA = pa.schema(
+    [
+        ("event_id", pa.string()),
+        ("type", pa.string()),
+        ("event", pa.string()),
+        ("anonymous_id", pa.string()),
+        ("user_id", pa.string()),
+        ("session_id", pa.string()),
+        ("timestamp", UTC_TS),
+        ("received_at", UTC_TS),
+        ("source", pa.string()),
+        ("url", pa.string()),
+        ("path", pa.string()),
+        ("referrer", pa.string()),
+        ("title", pa.string()),
+        ("utm_source", pa.string()),
+        ("utm_medium", pa.string()),
+        ("utm_campaign", pa.string()),
+        # JSON text: query with DuckDB's json functions, e.g. properties->>'$.plan'
+        ("properties", pa.string()),
+        ("context", pa.string()),
+    ]
+)
+
+SCHEMAS: dict[str, pa.Schema] = {EVENTS: EVENTS_SCHEMA}
+
+
+def partition_prefix(table: str, event_time: datetime) -> str:
+    """The Hive partition folder an event-time belongs to, e.g. ``events/dt=2026-11-27/hour=09``."""
+    t = event_time.astimezone(timezone.utc)
+    return f"{table}/dt={t:%Y-%m-%d}/hour={t:%H}"
+
+
+def object_key(table: str, event_time: datetime, partition: int, first_offset: int, last_offset: int) -> str:
+    return (
+        f"{partition_prefix(table, event_time)}/"
+        f"{table}-p{partition}-{first_offset}-{last_offset}.parquet"
+    )
+
+
+def table_glob(root: str, table: str) -> str:
+    """Every Parquet object of a table under a lake root (``s3://bucket`` or ``file:///dir``)."""
+    return f"{root.rstrip('/')}/{table}/*/*/*.parquet"
+
+
+def parse_object_key(key: str) -> tuple[str, int, int, int] | None:
+    """``.../{table}-p{partition}-{first}-{last}.parquet`` -> (table, partition, first, last); else None."""
+    name = key.rsplit("/", 1)[-1]
+    if not name.endswith(".parquet"):
+        return None
+    try:
+        table, partition, first, last = name[: -len(".parquet")].rsplit("-", 3)
+        if not partition.startswith("p"):
+            return None
+        return table, int(partition[1:]), int(first), int(last)
+    except ValueError:
+        return None

@@ -1,0 +1,149 @@
+"""The one settings object every clickstream service reads at start-up.
+
+Values come from environment variables prefixed ``CLICKSTREAM_`` (for example
+``CLICKSTREAM_API_PORT=9000``) and from an optional ``.env`` file in the working
+directory. Entry points call :func:`load_settings` once and pass the frozen
+result down; nothing else in the code base reads the environment.
+
+Leaving ``kafka_bootstrap_servers`` or ``s3_endpoint`` unset means "the local
+stack's own": ``clickstream up`` then starts a Tansu broker or a SeaweedFS
+server on loopback. Setting them points every service (and ``up``) at an
+external Kafka or S3 (MinIO, AWS) instead.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LOOPBACK = "127.0.0.1"
+
+
+class SettingsError(ValueError):
+    """Raised when the environment holds a value that cannot be used; says what to set."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="CLICKSTREAM_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    # --- Kafka ---------------------------------------------------------------
+    kafka_bootstrap_servers: str | None = Field(
+        None, description="host:port[,host:port]; unset = the local stack's Tansu broker"
+    )
+    broker_port: int = 9092
+    topic_prefix: str = "clickstream."
+    topic_partitions: int = Field(4, ge=1)
+    topic_replication_factor: int = Field(1, ge=1)
+    # Apache Kafka supports the idempotent producer; the local Tansu broker rejects
+    # InitProducerId, so it is off by default and must be switched on for Kafka.
+    kafka_idempotent_producer: bool = False
+    produce_timeout_s: float = Field(5.0, gt=0, description="the API answers 503 past this")
+
+    # --- S3 and the lake -----------------------------------------------------
+    s3_endpoint: str | None = Field(
+        None, description="http(s)://host:port; unset = the local stack's SeaweedFS"
+    )
+    s3_port: int = 8333
+    s3_bucket: str = "clickstream"
+    s3_region: str = "us-east-1"
+    s3_access_key: str = "clickstream"
+    s3_secret_key: str = "clickstream-secret"
+    broker_log_bucket: str = Field(
+        "clickstream-broker", description="bucket holding the local Tansu broker's log"
+    )
+    lake_dir: Path | None = Field(
+        None, description="write the lake to this local directory instead of S3"
+    )
+
+    # --- services ------------------------------------------------------------
+    host: str = LOOPBACK
+    api_port: int = 8000
+    dashboard_port: int = 8501
+    processor_port: int = 6066
+    reactor_port: int = 6067
+    sink_port: int = 6068
+    state_dir: Path = Path(".clickstream")
+    demo_write_key: str | None = None
+    demo_source: str = "demo"
+    log_level: str = "INFO"
+
+    # --- processing ----------------------------------------------------------
+    session_timeout_s: int = Field(1800, gt=0)
+    window_s: int = Field(60, gt=0)
+    page_view_threshold: int = Field(
+        100, ge=1, description="page views of one path in one window that fire a reaction"
+    )
+    flush_interval_s: float = Field(5.0, ge=1, le=900)
+    flush_max_bytes: int = Field(64 * 1024 * 1024, gt=0)
+    webhook_url: str | None = None
+    webhook_timeout_s: float = Field(5.0, gt=0)
+
+    @field_validator("log_level")
+    @classmethod
+    def _upper(cls, value: str) -> str:
+        return value.upper()
+
+    # --- derived values --------------------------------------------------------
+    @property
+    def manages_kafka(self) -> bool:
+        """True when ``clickstream up`` must start its own broker."""
+        return self.kafka_bootstrap_servers is None
+
+    @property
+    def manages_s3(self) -> bool:
+        """True when ``clickstream up`` must start its own S3 server."""
+        return self.s3_endpoint is None
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return self.kafka_bootstrap_servers or f"{LOOPBACK}:{self.broker_port}"
+
+    @property
+    def s3_endpoint_url(self) -> str:
+        return self.s3_endpoint or f"http://{LOOPBACK}:{self.s3_port}"
+
+    @property
+    def lake_root(self) -> str:
+        """Where the lake's tables live: ``s3://bucket`` or ``file:///abs/dir``."""
+        if self.lake_dir is not None:
+            return self.lake_dir.resolve().as_uri()
+        return f"s3://{self.s3_bucket}"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.state_dir / "data"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.state_dir / "run"
+
+    def url(self, port: int) -> str:
+        return f"http://{self.host}:{port}"
+
+    def as_env(self) -> dict[str, str]:
+        """These settings as ``CLICKSTREAM_*`` variables, to hand to child processes."""
+        env = {}
+        for name, value in self.model_dump().items():
+            if value is not None:
+                env[f"CLICKSTREAM_{name.upper()}"] = str(value)
+        return env
+
+
+def load_settings(**overrides) -> Settings:
+    """Read the settings once, turning validation errors into a message that says what to set."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            name = "CLICKSTREAM_" + "_".join(str(p) for p in err["loc"]).upper()
+            lines.append(f"  {name}: {err['msg']} (got {err.get('input')!r})")
+        raise SettingsError("invalid settings:\n" + "\n".join(lines)) from None

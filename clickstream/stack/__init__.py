@@ -1,0 +1,1 @@
+"""The local stack: ``clickstream up`` starts and supervises every component on loopback."""

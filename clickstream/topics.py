@@ -1,0 +1,28 @@
+"""Kafka topic names. Every service derives them from the settings' prefix here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from clickstream.settings import Settings
+
+
+@dataclass(frozen=True)
+class Topics:
+    raw: str  # accepted events from the API
+    invalid: str  # rejected events with their reasons
+    events: str  # deduplicated, sessionized events: what the lake stores
+    sessions: str  # closed sessions
+    metrics: str  # closed metric windows
+    reactions: str  # fired rules, consumed by the reactors
+
+    @classmethod
+    def from_prefix(cls, prefix: str) -> Topics:
+        return cls(**{name: f"{prefix}{name}" for name in cls.__dataclass_fields__})
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Topics:
+        return cls.from_prefix(settings.topic_prefix)
+
+    def all(self) -> list[str]:
+        return [getattr(self, name) for name in self.__dataclass_fields__]

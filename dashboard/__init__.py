@@ -1,0 +1,1 @@
+"""Dashboard layer (the QuickSight role): a Streamlit app over the query layer."""

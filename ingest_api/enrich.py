@@ -1,0 +1,117 @@
+"""Turning an accepted Segment call into the :class:`Event` that travels on Kafka.
+
+Pure functions: the clock (``received_at``) and the source are passed in.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from pydantic import ValidationError
+
+from clickstream.events import Event, IncomingEvent
+from ingest_api.errors import InvalidEvent
+
+
+def parse_incoming(body: Any, event_type: str | None = None) -> IncomingEvent:
+    """Validate one decoded JSON body; ``event_type`` is the type the endpoint implies."""
+    if not isinstance(body, dict):
+        raise InvalidEvent(f"the body must be a JSON object, got {type(body).__name__}")
+    if event_type is not None:
+        body = {**body, "type": event_type}
+    try:
+        return IncomingEvent.model_validate(body)
+    except ValidationError as exc:
+        raise InvalidEvent(describe_validation_error(exc)) from None
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        parts.append(f"{where}: {msg}" if where else msg)
+    return "; ".join(parts)
+
+
+def as_utc(t: datetime) -> datetime:
+    # A timestamp without a zone is taken as UTC, as Segment does.
+    return t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t.astimezone(timezone.utc)
+
+
+def corrected_timestamp(received_at: datetime, sent_at: datetime | None, original: datetime | None) -> datetime:
+    """Event time corrected for the client's clock: receivedAt - (sentAt - originalTimestamp).
+
+    Without ``sentAt`` the client's clock cannot be measured, so its timestamp is taken as is;
+    without any timestamp the event happened when it arrived.
+    """
+    if original is None:
+        return received_at
+    original = as_utc(original)
+    if sent_at is None:
+        return original
+    return received_at - (as_utc(sent_at) - original)
+
+
+def _page(incoming: IncomingEvent) -> dict[str, Any]:
+    page = incoming.context.get("page")
+    return page if isinstance(page, dict) else {}
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def page_fields(incoming: IncomingEvent) -> dict[str, str | None]:
+    """url, path, referrer and title, from the page call's properties or the context's page."""
+    props, page = incoming.properties, _page(incoming)
+    url = _text(props.get("url")) or _text(page.get("url"))
+    path = _text(props.get("path")) or _text(page.get("path"))
+    if path is None and url is not None:
+        path = urlsplit(url).path or "/"
+    return {
+        "url": url,
+        "path": path,
+        "referrer": _text(props.get("referrer")) or _text(page.get("referrer")),
+        "title": _text(props.get("title")) or _text(page.get("title")),
+    }
+
+
+def build_event(incoming: IncomingEvent, *, source: str, received_at: datetime) -> Event:
+    event_name = incoming.event if incoming.type == "track" else (incoming.name or incoming.event)
+    extra = incoming.model_extra or {}
+    context = dict(incoming.context)
+    fields = page_fields(incoming)
+    # Fields outside Segment's spec are kept, not dropped: they land under context.extra.
+    if extra:
+        context["extra"] = json.loads(json.dumps(extra, default=str))
+    return Event(
+        event_id=incoming.message_id or str(uuid.uuid4()),
+        type=incoming.type,
+        event=event_name,
+        anonymous_id=incoming.anonymous_id,
+        user_id=incoming.user_id,
+        timestamp=corrected_timestamp(received_at, incoming.sent_at, incoming.timestamp),
+        received_at=received_at,
+        sent_at=as_utc(incoming.sent_at) if incoming.sent_at else None,
+        source=source,
+        properties=incoming.properties,
+        context=context,
+        **fields,
+        **utm_fields(fields["url"], context),
+    )
+
+
+def utm_fields(url: str | None, context: dict[str, Any]) -> dict[str, str | None]:
+    """UTM source/medium/campaign from the URL's query, else from Segment's context.campaign."""
+    query = parse_qs(urlsplit(url).query) if url else {}
+    campaign = context.get("campaign") if isinstance(context.get("campaign"), dict) else {}
+    out = {}
+    for field, campaign_key in (("source", "source"), ("medium", "medium"), ("campaign", "name")):
+        values = query.get(f"utm_{field}")
+        out[f"utm_{field}"] = values[0] if values else _text(campaign.get(campaign_key))
+    return out

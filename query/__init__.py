@@ -1,0 +1,1 @@
+"""SQL layer (the Athena role): DuckDB over the Parquet lake, with one view per table."""

@@ -1,0 +1,86 @@
+"""Opening a DuckDB connection whose views are the lake's tables.
+
+DuckDB cannot download extensions on machines without internet, so the httpfs
+extension is loaded from the ``duckdb-extension-httpfs`` wheel, which is pinned
+to the same version as ``duckdb``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import duckdb
+import duckdb_extension_httpfs
+import pyarrow as pa
+
+from clickstream.lake import SCHEMAS, table_glob
+from clickstream.settings import Settings
+
+
+class QueryError(Exception):
+    """The SQL could not run: the message is DuckDB's, fit to show to the user."""
+
+
+def httpfs_extension_path() -> Path:
+    return (
+        Path(duckdb_extension_httpfs.__file__).parent
+        / "extensions"
+        / f"v{duckdb.__version__}"
+        / "httpfs.duckdb_extension"
+    )
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _lake_root(settings: Settings) -> str:
+    if settings.lake_dir is not None:
+        return str(settings.lake_dir.resolve())
+    return settings.lake_root
+
+
+def connect(settings: Settings) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect()
+    if settings.lake_dir is None:
+        con.execute(f"LOAD {_quote(str(httpfs_extension_path()))}")
+        endpoint = urlsplit(settings.s3_endpoint_url)
+        con.execute(
+            f"""CREATE SECRET lake (
+                TYPE s3, KEY_ID {_quote(settings.s3_access_key)}, SECRET {_quote(settings.s3_secret_key)},
+                REGION {_quote(settings.s3_region)}, ENDPOINT {_quote(endpoint.netloc)},
+                URL_STYLE 'path', USE_SSL {str(endpoint.scheme == "https").lower()})"""
+        )
+    refresh_views(con, settings)
+    return con
+
+
+def refresh_views(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
+    """(Re)define one view per table; a table with no objects yet is an empty view of its schema."""
+    root = _lake_root(settings)
+    for table, schema in SCHEMAS.items():
+        pattern = table_glob(root, table)
+        has_files = con.execute(f"SELECT count(*) FROM glob({_quote(pattern)})").fetchone()[0] > 0
+        if has_files:
+            con.execute(
+                f"""CREATE OR REPLACE VIEW {table} AS SELECT * FROM read_parquet({_quote(pattern)},
+                    hive_partitioning = true, union_by_name = true,
+                    hive_types = {{'dt': DATE, 'hour': INTEGER}})"""
+            )
+        else:
+            empty = pa.Table.from_pylist([], schema=schema).append_column(
+                "dt", pa.array([], pa.date32())
+            ).append_column("hour", pa.array([], pa.int32()))
+            con.register(f"_empty_{table}", empty)
+            con.execute(f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM _empty_{table}")
+
+
+def run_query(con: duckdb.DuckDBPyConnection, sql: str):
+    """Run SQL and return (column names, rows)."""
+    try:
+        cursor = con.execute(sql)
+        columns = [d[0] for d in cursor.description] if cursor.description else []
+        return columns, cursor.fetchall()
+    except duckdb.Error as exc:
+        raise QueryError(str(exc)) from exc

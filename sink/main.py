@@ -1,0 +1,173 @@
+"""Entry point of ``clickstream sink``: ``clickstream.events`` -> Parquet objects in the lake.
+
+Exactly once: offsets are committed only after every object of a flush was
+uploaded, object keys follow from offsets, and records that an earlier run
+uploaded without committing are recognised (``StoredOffsets``) and skipped.
+While the lake's storage is failing, the sink keeps retrying with backoff and
+commits nothing, so it resumes without loss.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from collections import Counter
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from pydantic import ValidationError
+
+from clickstream.events import Event
+from clickstream.health import start_health_server
+from clickstream.lake import EVENTS, partition_prefix
+from clickstream.settings import Settings
+from clickstream.topics import Topics
+from sink.buffer import PartitionBuffer
+from sink.destination import DestinationUnavailable, LakeDestination
+from sink.parquet import encode, plan_objects
+from sink.stored import StoredOffsets
+
+log = logging.getLogger("clickstream.sink")
+
+GROUP_ID = "clickstream-sink"
+
+
+class EventsSink:
+    """Buffers records per partition and writes them when due; the consumer and destination are passed in."""
+
+    def __init__(self, settings: Settings, consumer: AIOKafkaConsumer, destination: LakeDestination):
+        self.settings = settings
+        self.consumer = consumer
+        self.destination = destination
+        self.buffers: dict[TopicPartition, PartitionBuffer[Event]] = {}
+        self.stored = StoredOffsets(EVENTS, self._list_keys)
+        self.stats: Counter[str] = Counter()
+        self.last_flush_at: float | None = None
+
+    def _list_keys(self, prefix: str) -> list[str]:
+        return self._retrying("list", lambda: self.destination.list_keys(prefix))
+
+    def _retrying(self, what: str, action):
+        delay = 0.5
+        while True:
+            try:
+                return action()
+            except DestinationUnavailable as exc:
+                self.stats["storage_errors"] += 1
+                log.warning("lake %s failed (%s); retrying in %.1fs", what, exc, delay)
+                time.sleep(delay)
+                delay = min(30.0, delay * 2)
+
+    async def _load_stored(self, hour_prefix: str) -> None:
+        if not self.stored.is_loaded(hour_prefix):
+            # Listing the lake blocks (and retries while storage is down): keep it off the event loop.
+            await asyncio.to_thread(self.stored.load, hour_prefix)
+
+    def drop(self, partitions) -> None:
+        """Forget buffers of partitions this sink no longer owns: they were not committed, the next owner re-reads."""
+        for tp in partitions:
+            self.buffers.pop(tp, None)
+
+    async def add(self, record) -> None:
+        try:
+            event = Event.from_bytes(record.value)
+        except ValidationError as exc:
+            # Only the stream processor writes this topic; keep the record in Kafka and say so.
+            self.stats["undecodable"] += 1
+            log.error("undecodable record %s@%s: %s", record.partition, record.offset, exc)
+            return
+        prefix = partition_prefix(EVENTS, event.timestamp)
+        await self._load_stored(prefix)
+        if self.stored.contains(prefix, record.partition, record.offset):
+            self.stats["skipped_already_stored"] += 1
+            return
+        tp = TopicPartition(record.topic, record.partition)
+        buffer = self.buffers.get(tp)
+        if buffer is None:
+            buffer = self.buffers[tp] = PartitionBuffer(opened_at=time.monotonic())
+        buffer.add(record.offset, event, len(record.value))
+
+    async def flush_due(self, *, force: bool = False) -> None:
+        now = time.monotonic()
+        for tp, buffer in list(self.buffers.items()):
+            due = buffer.is_due(
+                now, max_age_s=self.settings.flush_interval_s, max_bytes=self.settings.flush_max_bytes
+            )
+            if buffer.records and (force or due):
+                await self._flush(tp, buffer)
+
+    async def _flush(self, tp: TopicPartition, buffer: PartitionBuffer[Event]) -> None:
+        for obj in plan_objects(tp.partition, buffer.records):
+            data = encode(obj)
+            await asyncio.to_thread(self._retrying, "upload", lambda: self.destination.put(obj.key, data))
+            await self._load_stored(obj.hour_prefix)
+            self.stored.add(obj.hour_prefix, tp.partition, obj.first_offset, obj.last_offset)
+            self.stats["objects"] += 1
+            self.stats["rows"] += len(obj.rows)
+            log.info("wrote %s (%d rows)", obj.key, len(obj.rows))
+        await self.consumer.commit({tp: buffer.last_offset + 1})
+        del self.buffers[tp]
+        self.last_flush_at = time.time()
+
+    def status(self) -> dict:
+        return {
+            "status": "ok",
+            "buffered_rows": sum(len(b.records) for b in self.buffers.values()),
+            "last_flush_at": self.last_flush_at,
+            **self.stats,
+        }
+
+
+class _DropOnRevoke(ConsumerRebalanceListener):
+    def __init__(self, sink: EventsSink):
+        self.sink = sink
+
+    async def on_partitions_revoked(self, revoked):
+        self.sink.drop(revoked)
+
+    async def on_partitions_assigned(self, assigned):
+        pass
+
+
+async def consume(settings: Settings, stop: asyncio.Event) -> None:
+    topics = Topics.from_settings(settings)
+    destination = LakeDestination.from_settings(settings)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers,
+        group_id=GROUP_ID,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        session_timeout_ms=6000,
+        heartbeat_interval_ms=1000,
+        # A long storage outage must not cost the sink its partitions.
+        max_poll_interval_ms=3_600_000,
+    )
+    sink = EventsSink(settings, consumer, destination)
+    await asyncio.to_thread(sink._retrying, "setup", destination.ensure_ready)
+    health = await start_health_server(settings.host, settings.sink_port, sink.status)
+    consumer.subscribe([topics.events], listener=_DropOnRevoke(sink))
+    await consumer.start()
+    try:
+        while not stop.is_set():
+            batch = await consumer.getmany(timeout_ms=500)
+            for records in batch.values():
+                for record in records:
+                    await sink.add(record)
+            await sink.flush_due()
+        # Shutting down: write what is buffered so nothing waits for the next start.
+        await sink.flush_due(force=True)
+    finally:
+        await consumer.stop()
+        await health.cleanup()
+
+
+def run(settings: Settings) -> None:
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await consume(settings, stop)
+
+    asyncio.run(main())
