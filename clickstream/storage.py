@@ -30,3 +30,12 @@ def lake_filesystem(settings: Settings) -> tuple[pafs.FileSystem, str]:
         base = str(settings.lake_dir.resolve())
         return pafs.LocalFileSystem(), base
     return s3_filesystem(settings), settings.s3_bucket
+
+
+def bucket_exists(settings: Settings) -> bool:
+    """True once the S3 server answers and holds the configured bucket."""
+    try:
+        info = s3_filesystem(settings).get_file_info(settings.s3_bucket)
+    except OSError:
+        return False
+    return info.type == pafs.FileType.Directory

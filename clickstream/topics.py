@@ -9,6 +9,7 @@ from clickstream.settings import Settings
 
 @dataclass(frozen=True)
 class Topics:
+    prefix: str
     raw: str  # accepted events from the API
     invalid: str  # rejected events with their reasons
     events: str  # deduplicated, sessionized events: what the lake stores
@@ -18,11 +19,16 @@ class Topics:
 
     @classmethod
     def from_prefix(cls, prefix: str) -> Topics:
-        return cls(**{name: f"{prefix}{name}" for name in cls.__dataclass_fields__})
+        names = [n for n in cls.__dataclass_fields__ if n != "prefix"]
+        return cls(prefix=prefix, **{name: f"{prefix}{name}" for name in names})
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Topics:
         return cls.from_prefix(settings.topic_prefix)
 
     def all(self) -> list[str]:
-        return [getattr(self, name) for name in self.__dataclass_fields__]
+        return [getattr(self, name) for name in self.__dataclass_fields__ if name != "prefix"]
+
+    def group(self, service: str) -> str:
+        """Consumer group (and Faust app id) of a service; prefixed so that stacks sharing a broker stay apart."""
+        return f"{self.prefix}{service}"

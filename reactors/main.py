@@ -23,8 +23,6 @@ from reactors.webhook import deliver_until_accepted
 
 log = logging.getLogger("clickstream.reactor")
 
-GROUP_ID = "clickstream-reactor"
-
 
 async def consume(settings: Settings, stop: asyncio.Event) -> None:
     topics = Topics.from_settings(settings)
@@ -32,7 +30,7 @@ async def consume(settings: Settings, stop: asyncio.Event) -> None:
     consumer = AIOKafkaConsumer(
         topics.reactions,
         bootstrap_servers=settings.bootstrap_servers,
-        group_id=GROUP_ID,
+        group_id=topics.group("reactor"),
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         session_timeout_ms=6000,

@@ -30,8 +30,6 @@ from sink.stored import StoredOffsets
 
 log = logging.getLogger("clickstream.sink")
 
-GROUP_ID = "clickstream-sink"
-
 
 class EventsSink:
     """Buffers records per partition and writes them when due; the consumer and destination are passed in."""
@@ -41,6 +39,9 @@ class EventsSink:
         self.consumer = consumer
         self.destination = destination
         self.buffers: dict[TopicPartition, PartitionBuffer[Event]] = {}
+        # Next offset to read per partition: every record before it is buffered or already stored.
+        self.positions: dict[TopicPartition, int] = {}
+        self.committed: dict[TopicPartition, int] = {}
         self.stored = StoredOffsets(EVENTS, self._list_keys)
         self.stats: Counter[str] = Counter()
         self.last_flush_at: float | None = None
@@ -68,8 +69,12 @@ class EventsSink:
         """Forget buffers of partitions this sink no longer owns: they were not committed, the next owner re-reads."""
         for tp in partitions:
             self.buffers.pop(tp, None)
+            self.positions.pop(tp, None)
+            self.committed.pop(tp, None)
 
     async def add(self, record) -> None:
+        tp = TopicPartition(record.topic, record.partition)
+        self.positions[tp] = record.offset + 1
         try:
             event = Event.from_bytes(record.value)
         except ValidationError as exc:
@@ -82,7 +87,6 @@ class EventsSink:
         if self.stored.contains(prefix, record.partition, record.offset):
             self.stats["skipped_already_stored"] += 1
             return
-        tp = TopicPartition(record.topic, record.partition)
         buffer = self.buffers.get(tp)
         if buffer is None:
             buffer = self.buffers[tp] = PartitionBuffer(opened_at=time.monotonic())
@@ -96,6 +100,10 @@ class EventsSink:
             )
             if buffer.records and (force or due):
                 await self._flush(tp, buffer)
+        # Partitions whose records were all skipped or undecodable: move their committed offset on too.
+        for tp, position in list(self.positions.items()):
+            if tp not in self.buffers and self.committed.get(tp) != position:
+                await self._commit(tp, position)
 
     async def _flush(self, tp: TopicPartition, buffer: PartitionBuffer[Event]) -> None:
         for obj in plan_objects(tp.partition, buffer.records):
@@ -106,9 +114,13 @@ class EventsSink:
             self.stats["objects"] += 1
             self.stats["rows"] += len(obj.rows)
             log.info("wrote %s (%d rows)", obj.key, len(obj.rows))
-        await self.consumer.commit({tp: buffer.last_offset + 1})
         del self.buffers[tp]
+        await self._commit(tp, self.positions[tp])
         self.last_flush_at = time.time()
+
+    async def _commit(self, tp: TopicPartition, offset: int) -> None:
+        await self.consumer.commit({tp: offset})
+        self.committed[tp] = offset
 
     def status(self) -> dict:
         return {
@@ -135,7 +147,7 @@ async def consume(settings: Settings, stop: asyncio.Event) -> None:
     destination = LakeDestination.from_settings(settings)
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.bootstrap_servers,
-        group_id=GROUP_ID,
+        group_id=topics.group("sink"),
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         session_timeout_ms=6000,

@@ -36,7 +36,7 @@ def page_view_subject(event: Event) -> str:
 def create_app(settings: Settings) -> faust.App:
     topics = Topics.from_settings(settings)
     app = faust.App(
-        "clickstream-processor",
+        topics.group("processor"),
         broker=f"kafka://{settings.bootstrap_servers}",
         store="memory://",  # tables are rebuilt from their changelog topics on start
         topic_partitions=settings.topic_partitions,

@@ -22,7 +22,7 @@ from clickstream.stack.servers import (
     weed_command,
     weed_env,
 )
-from clickstream.storage import s3_filesystem
+from clickstream.storage import bucket_exists
 
 
 # Start order: the S3 server, then the broker (its log lives on S3), then the services.
@@ -39,16 +39,6 @@ class Component:
     env: dict[str, str] = field(default_factory=dict)
     # Components in the same stage start together; a stage starts once the previous one is ready.
     stage: int = SERVICES_STAGE
-
-
-def _bucket_exists(settings: Settings) -> bool:
-    from pyarrow.fs import FileType
-
-    try:
-        info = s3_filesystem(settings).get_file_info(settings.s3_bucket)
-    except OSError:
-        return False
-    return info.type == FileType.Directory
 
 
 def _service(name: str, port: int, health_path: str, settings: Settings, env: dict[str, str]) -> Component:
@@ -79,7 +69,7 @@ def stack_components(settings: Settings) -> list[Component]:
                 ),
                 port=settings.s3_port,
                 url=settings.s3_endpoint_url,
-                ready=lambda: tcp_open(LOOPBACK, settings.s3_port) and _bucket_exists(settings),
+                ready=lambda: tcp_open(LOOPBACK, settings.s3_port) and bucket_exists(settings),
                 env=weed_env(settings.s3_access_key, settings.s3_secret_key),
                 stage=S3_STAGE,
             )

@@ -1,0 +1,63 @@
+"""Error paths of the HTTP layer. The producers here are stand-ins: one that must never be
+reached (the request is rejected before), one whose broker is unreachable."""
+
+import pytest
+from fastapi.testclient import TestClient
+
+from clickstream.settings import Settings
+from ingest_api.app import MAX_EVENT_BYTES, create_app
+from ingest_api.errors import BrokerUnavailable
+
+KEY = "wk_test"
+
+
+class MustNotProduce:
+    async def send(self, topic, key, value):
+        raise AssertionError("a rejected request reached the producer")
+
+    async def stop(self):
+        pass
+
+
+class BrokerDown:
+    async def send(self, topic, key, value):
+        raise BrokerUnavailable("no broker")
+
+    async def stop(self):
+        pass
+
+
+def client(producer) -> TestClient:
+    settings = Settings(_env_file=None, demo_write_key=KEY)
+    return TestClient(create_app(settings, producer))
+
+
+@pytest.mark.parametrize(
+    "kwargs,status,message",
+    [
+        ({"content": b"{not json"}, 400, "malformed JSON"),
+        ({"content": b"[1]"}, 400, "JSON object"),
+        ({"json": {"event": "x"}}, 400, "userId or anonymousId"),
+        ({"json": {"userId": "u"}}, 400, "requires 'event'"),
+        ({"content": b"x" * (MAX_EVENT_BYTES + 1)}, 413, "limit"),
+    ],
+)
+def test_bad_requests_are_rejected_with_reason(kwargs, status, message):
+    response = client(MustNotProduce()).post("/v1/track", auth=(KEY, ""), **kwargs)
+    assert response.status_code == status
+    assert response.json()["success"] is False
+    assert message in response.json()["error"]
+
+
+@pytest.mark.parametrize("auth", [None, ("wrong", "")])
+def test_unknown_or_missing_write_key_is_401(auth):
+    response = client(MustNotProduce()).post("/v1/page", auth=auth, json={"anonymousId": "a"})
+    assert response.status_code == 401
+    assert "write key" in response.json()["error"]
+
+
+def test_broker_down_is_503_with_retry_after():
+    response = client(BrokerDown()).post("/v1/page", auth=(KEY, ""), json={"anonymousId": "a"})
+    assert response.status_code == 503
+    assert response.headers["Retry-After"]
+    assert response.json()["success"] is False

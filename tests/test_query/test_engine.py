@@ -1,0 +1,47 @@
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from clickstream.settings import Settings
+from query.engine import QueryError, connect, httpfs_extension_path, run_query
+from sink.destination import LakeDestination
+from sink.parquet import encode, plan_objects
+
+T0 = datetime(2026, 11, 27, 9, 0, tzinfo=timezone.utc)
+
+
+def write_lake(settings, events):
+    dest = LakeDestination.from_settings(settings)
+    dest.ensure_ready()
+    for obj in plan_objects(0, list(enumerate(events))):
+        dest.put(obj.key, encode(obj))
+
+
+def test_empty_lake_has_empty_tables(tmp_path):
+    con = connect(Settings(_env_file=None, lake_dir=tmp_path))
+    assert run_query(con, "select count(*) from events") == (["count_star()"], [(0,)])
+
+
+def test_queries_a_local_lake_with_hive_partitions(tmp_path, event_factory):
+    settings = Settings(_env_file=None, lake_dir=tmp_path / "lake")
+    events = [event_factory(timestamp=T0 + timedelta(minutes=40 * i), path=f"/p{i % 2}",
+                            properties={"plan": "pro" if i % 3 == 0 else "free"}) for i in range(6)]
+    write_lake(settings, events)
+    con = connect(settings)
+    _, rows = run_query(con, "select hour, count(*) from events group by 1 order by 1")
+    expected = {}
+    for e in events:
+        expected[e.timestamp.hour] = expected.get(e.timestamp.hour, 0) + 1
+    assert rows == sorted(expected.items())
+    _, rows = run_query(con, "select count(*) from events where properties->>'$.plan' = 'pro'")
+    assert rows == [(2,)]
+
+
+def test_bad_sql_is_a_query_error(tmp_path):
+    con = connect(Settings(_env_file=None, lake_dir=tmp_path))
+    with pytest.raises(QueryError, match="nope"):
+        run_query(con, "select * from nope")
+
+
+def test_httpfs_extension_ships_with_the_wheel():
+    assert httpfs_extension_path().is_file()

@@ -1,0 +1,37 @@
+from sink.stored import StoredOffsets
+
+HOUR = "events/dt=2026-11-27/hour=09"
+
+
+def test_offsets_inside_existing_objects_are_known():
+    keys = {
+        HOUR + "/": [
+            HOUR + "/events-p0-0-9.parquet",
+            HOUR + "/events-p0-20-29.parquet",
+            HOUR + "/events-p1-0-50.parquet",
+            HOUR + "/README.txt",
+        ]
+    }
+    listed = []
+
+    def list_keys(prefix):
+        listed.append(prefix)
+        return keys.get(prefix, [])
+
+    stored = StoredOffsets("events", list_keys)
+    assert [o for o in range(35) if stored.contains(HOUR, 0, o)] == list(range(10)) + list(range(20, 30))
+    assert stored.contains(HOUR, 1, 50) and not stored.contains(HOUR, 1, 51)
+    assert not stored.contains(HOUR, 2, 0)
+    assert listed == [HOUR + "/"]  # listed once, then cached
+
+    stored.add(HOUR, 0, 30, 40)
+    assert stored.contains(HOUR, 0, 35)
+    assert not stored.contains("events/dt=2026-11-27/hour=10", 0, 35)
+
+
+def test_cache_is_bounded():
+    stored = StoredOffsets("events", lambda prefix: [], max_hours=2)
+    for h in range(5):
+        stored.load(f"events/dt=2026-11-27/hour={h:02d}")
+    assert not stored.is_loaded("events/dt=2026-11-27/hour=00")
+    assert stored.is_loaded("events/dt=2026-11-27/hour=04")
