@@ -132,6 +132,7 @@ def create_app(settings: Settings) -> faust.App:
 
 
 def run(settings: Settings) -> None:
+    (settings.data_dir / "processor").mkdir(parents=True, exist_ok=True)
     app = create_app(settings)
     worker = faust.Worker(app, loglevel=settings.log_level, quiet=True)
     worker.execute_from_commandline()

@@ -184,3 +184,9 @@ def read_topic():
         return asyncio.run(run())
 
     return read
+
+
+@pytest.fixture
+def free_ports():
+    """Gives a new free loopback port at each call."""
+    return free_port
