@@ -126,7 +126,9 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.page("/health")
     async def health(web, request):
-        return web.json({"status": "ok", **stats})
+        # Ready once the worker holds partitions and has rebuilt its tables from their changelogs.
+        ready = app.tables.recovery.completed.is_set() and not app.rebalancing
+        return web.json({"status": "ok" if ready else "starting", **stats}, status=200 if ready else 503)
 
     return app
 
