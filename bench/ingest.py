@@ -3,7 +3,7 @@
 Measured in one run, on one machine, against one broker, with the same concurrency:
 
 * ``api``      -- ``POST /v1/page`` on the real API (``python -m clickstream api`` under uvicorn,
-                  in its own process), sent by ``--concurrency`` httpx keep-alive clients. Each
+                  in its own process) over ``--concurrency`` keep-alive connections. Each
                   answer is a 200 only after Kafka acknowledged the event (acks=all).
 * ``producer`` -- the baseline: one ``AIOKafkaProducer`` with the API's own producer settings
                   (``clickstream.kafka.producer_config``: acks=all, no idempotence, linger 5 ms)
@@ -21,6 +21,10 @@ request; the ratio is the median of each repetition's api/producer events/s). At
 the API's raw topic and the baseline's topic are read back from the beginning and their
 record counts compared with the number of 200 answers and of acknowledged sends.
 
+The load generator is aiohttp by default. ``--client httpx`` uses one ``httpx.AsyncClient``
+instead; on a 2-core machine its own CPU use (around 1 to 3 ms per request with 32
+connections) then limits the run more than the API does.
+
 By default it starts its own SeaweedFS and Tansu (log on S3, as ``clickstream up`` does) on
 free loopback ports in a temporary directory and stops them at the end; ``--bootstrap``
 uses a running broker instead (topics get a fresh prefix). Run it by hand from the
@@ -35,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import logging
 import os
@@ -45,10 +50,12 @@ import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+import aiohttp
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
@@ -62,6 +69,10 @@ from clickstream.topics import Topics
 from ingest_api.enrich import build_event, parse_incoming
 
 WRITE_KEY = "bench-write-key"
+HEADERS = {"Authorization": "Basic " + base64.b64encode(f"{WRITE_KEY}:".encode()).decode(),
+           "Content-Type": "application/json"}
+Call = Callable[[int], Awaitable[bool]]  # sends event i; True when it was accepted
+Post = Callable[[bytes], Awaitable[int]]  # posts one body; the HTTP status
 
 
 @dataclass
@@ -89,7 +100,7 @@ class Total:
         self.failed += run.failed
 
 
-async def drive(call: Callable[[int], Awaitable[bool]], n: int, concurrency: int) -> Run:
+async def drive(call: Call, n: int, concurrency: int) -> Run:
     """``call(i)`` for i in range(n) from ``concurrency`` tasks; each call's latency is kept."""
     todo, latencies, failed = iter(range(n)), [], 0
 
@@ -114,16 +125,38 @@ def page_bodies(n: int, visitors: int) -> list[bytes]:
     ]
 
 
-def http_call(client: httpx.AsyncClient, bodies: list[bytes]) -> Callable[[int], Awaitable[bool]]:
-    async def post(i: int) -> bool:
-        response = await client.post("/v1/page", content=bodies[i], headers={"content-type": "application/json"})
-        return response.status_code == 200
+async def open_http(kind: str, url: str, concurrency: int, stack: AsyncExitStack) -> Post:
+    """``post(body) -> status`` of ``POST /v1/page`` over ``concurrency`` keep-alive connections."""
+    if kind == "httpx":
+        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+        client = await stack.enter_async_context(
+            httpx.AsyncClient(base_url=url, headers=HEADERS, limits=limits, timeout=30))
+
+        async def post(body: bytes) -> int:
+            return (await client.post("/v1/page", content=body)).status_code
+
+        return post
+    session = await stack.enter_async_context(aiohttp.ClientSession(
+        url, headers=HEADERS, connector=aiohttp.TCPConnector(limit=concurrency),
+        timeout=aiohttp.ClientTimeout(total=30)))
+
+    async def post(body: bytes) -> int:
+        async with session.post("/v1/page", data=body) as response:
+            await response.read()
+            return response.status
 
     return post
 
 
+def http_call(post: Post, bodies: list[bytes]) -> Call:
+    async def call(i: int) -> bool:
+        return await post(bodies[i]) == 200
+
+    return call
+
+
 def producer_call(producer: AIOKafkaProducer, topic: str, settings: Settings,
-                  bodies: list[bytes]) -> Callable[[int], Awaitable[bool]]:
+                  bodies: list[bytes]) -> Call:
     # The records the API would write for these bodies, built before timing.
     now = datetime.now(timezone.utc)
     events = [build_event(parse_incoming(json.loads(b), "page"), source=settings.demo_source, received_at=now)
@@ -163,17 +196,14 @@ async def read_back(settings: Settings, topic: str, timeout: float = 120) -> tup
 
 async def measure(args, settings: Settings, base: Settings, urls: dict[str, str]) -> None:
     bodies = page_bodies(max(args.events, args.warmup), args.visitors)
-    producer = AIOKafkaProducer(**producer_config(base))
-    await producer.start()
-    limits = httpx.Limits(max_connections=args.concurrency, max_keepalive_connections=args.concurrency)
-    clients = {name: httpx.AsyncClient(base_url=url, auth=(WRITE_KEY, ""), limits=limits, timeout=30)
-               for name, url in urls.items()}
-    try:
-        calls = {"api": http_call(clients["api"], bodies),
-                 "producer": producer_call(producer, Topics.from_settings(base).raw, base, bodies)}
-        if "no-kafka" in clients:
-            calls["no-kafka"] = http_call(clients["no-kafka"], bodies)
-        names = list(calls)
+    async with AsyncExitStack() as stack:
+        producer = AIOKafkaProducer(**producer_config(base))
+        await producer.start()
+        stack.push_async_callback(producer.stop)
+        calls = {"producer": producer_call(producer, Topics.from_settings(base).raw, base, bodies)}
+        for name, url in urls.items():
+            calls[name] = http_call(await open_http(args.client, url, args.concurrency, stack), bodies)
+        names = sorted(calls, key=["api", "producer", "no-kafka"].index)
         totals = {name: Total() for name in names}
         for name in names:  # warm-up: connections, the API's lazily started producer, metadata
             totals[name].add(await drive(calls[name], args.warmup, args.concurrency))
@@ -186,10 +216,6 @@ async def measure(args, settings: Settings, base: Settings, urls: dict[str, str]
                 totals[name].add(run)
                 print(f"{rep + 1:>3}  {name:<9} {run.rate:>9.0f} {run.percentile(50) * 1e3:>8.1f} "
                       f"{run.percentile(99) * 1e3:>8.1f} {run.failed:>6}", flush=True)
-    finally:
-        await producer.stop()
-        for client in clients.values():
-            await client.aclose()
 
     print(f"\nmedians of {args.repeat} repetitions, {args.events} events each, concurrency {args.concurrency}:")
     print(f"{'target':<9} {'events/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'events/s vs producer':>21}")
@@ -244,6 +270,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32, help="concurrent clients / send tasks")
     parser.add_argument("--warmup", type=int, default=200, help="unmeasured events per target first")
     parser.add_argument("--visitors", type=int, default=1000, help="distinct visitor ids (the record keys)")
+    parser.add_argument("--client", choices=["aiohttp", "httpx"], default="aiohttp",
+                        help="HTTP client of the load generator (see the docstring)")
     parser.add_argument("--bootstrap", help="host:port of a running broker; default: start SeaweedFS + Tansu")
     parser.add_argument("--no-kafka-baseline", action="store_true", help="skip the API-without-Kafka run")
     parser.add_argument("--serve-no-kafka", action="store_true", help=argparse.SUPPRESS)

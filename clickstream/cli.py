@@ -153,6 +153,7 @@ def dashboard() -> None:
             "--server.port", str(settings.dashboard_port),
             "--server.headless", "true",
             "--browser.gatherUsageStats", "false",
+            "--client.toolbarMode", "viewer",
         ],
     )
 

@@ -57,6 +57,6 @@ cols[3].metric("Sessions", f"{summary['sessions']:,}")
 st.caption(f"Last event at {summary['last_event']:%Y-%m-%d %H:%M:%S} UTC")
 
 st.subheader("Events and page views per minute")
-st.line_chart(minutes, x="minute", y=["events", "page_views"])
+st.bar_chart(minutes, x="minute", y=["events", "page_views"], stack=False)
 st.subheader("Top pages")
 st.dataframe(pages, hide_index=True, width="stretch")
