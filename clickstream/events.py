@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
@@ -29,18 +29,27 @@ class IncomingEvent(BaseModel):
     user_id: str | None = Field(None, alias="userId", max_length=200)
     event: str | None = Field(None, max_length=200)
     name: str | None = Field(None, max_length=200)
+    group_id: str | None = Field(None, alias="groupId", max_length=200)
+    previous_id: str | None = Field(None, alias="previousId", max_length=200)
     timestamp: datetime | None = Field(None, validation_alias=AliasChoices("timestamp", "originalTimestamp"))
     sent_at: datetime | None = Field(None, alias="sentAt")
     properties: dict[str, Any] = Field(default_factory=dict)
+    traits: dict[str, Any] = Field(default_factory=dict)
     context: dict[str, Any] = Field(default_factory=dict)
+    # Browsers send the write key in the body; it authenticates the call and is not stored.
+    write_key: str | None = Field(None, alias="writeKey", exclude=True)
 
     @model_validator(mode="after")
-    def _identity_and_name(self) -> IncomingEvent:
+    def _required_by_type(self) -> IncomingEvent:
         # Segment rejects calls that name no one: every event must belong to a visitor.
         if not (self.user_id or self.anonymous_id):
             raise ValueError("either userId or anonymousId is required")
         if self.type == "track" and not self.event:
             raise ValueError("a track call requires 'event' (the name of the action)")
+        if self.type == "group" and not self.group_id:
+            raise ValueError("a group call requires 'groupId'")
+        if self.type == "alias" and not (self.previous_id and self.user_id):
+            raise ValueError("an alias call requires 'previousId' and 'userId'")
         return self
 
 
@@ -55,18 +64,29 @@ class Event(BaseModel):
     anonymous_id: str | None = None
     user_id: str | None = None
     session_id: str | None = None
+    group_id: str | None = None
+    previous_id: str | None = None
     timestamp: datetime  # event time, UTC, corrected for client clock skew
     received_at: datetime
     sent_at: datetime | None = None
     source: str
     url: str | None = None
+    host: str | None = None
     path: str | None = None
+    query: str | None = None
     referrer: str | None = None
+    referrer_host: str | None = None
     title: str | None = None
+    browser: str | None = None
+    os: str | None = None
+    device_type: str | None = None  # desktop, mobile, tablet, bot or other
+    is_bot: bool = False
+    ip: str | None = None  # anonymized unless configured otherwise
     utm_source: str | None = None
     utm_medium: str | None = None
     utm_campaign: str | None = None
     properties: dict[str, Any] = Field(default_factory=dict)
+    traits: dict[str, Any] = Field(default_factory=dict)
     context: dict[str, Any] = Field(default_factory=dict)
 
     @property
@@ -83,4 +103,27 @@ class Event(BaseModel):
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Event:
+        return cls.model_validate_json(data)
+
+
+class RejectedEvent(BaseModel):
+    """A call the API refused, as it travels on ``clickstream.invalid``: enough to inspect and replay it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    received_at: datetime
+    source: str
+    reason: str
+    payload: str  # the call as JSON text, cut to PAYLOAD_LIMIT characters
+    endpoint: str
+    index: int | None = None  # position in a batch
+    request_id: str | None = None
+
+    PAYLOAD_LIMIT: ClassVar[int] = 32 * 1024
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json().encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> RejectedEvent:
         return cls.model_validate_json(data)

@@ -69,6 +69,11 @@ class Settings(BaseSettings):
     state_dir: Path = Path(".clickstream")
     demo_write_key: str | None = None
     demo_source: str = "demo"
+    sources_file: Path | None = Field(None, description="YAML file of sources: write keys, CORS origins, rate limits")
+    trusted_proxies: list[str] = Field(
+        default_factory=list, description="CIDRs of proxies whose X-Forwarded-For is believed"
+    )
+    anonymize_ip: bool = True
     log_level: str = "INFO"
 
     # --- processing ----------------------------------------------------------

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -14,6 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 from pydantic import ValidationError
 
 from clickstream.events import Event, IncomingEvent
+from ingest_api.client import anonymize_ip, parse_user_agent
 from ingest_api.errors import InvalidEvent
 
 
@@ -66,24 +68,75 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+def _host(url: str | None) -> str | None:
+    if not url:
+        return None
+    try:
+        return urlsplit(url).hostname
+    except ValueError:
+        return None
+
+
 def page_fields(incoming: IncomingEvent) -> dict[str, str | None]:
-    """url, path, referrer and title, from the page call's properties or the context's page."""
+    """url, host, path, query, referrer, referrer host and title, from the call's properties or context.page."""
     props, page = incoming.properties, _page(incoming)
     url = _text(props.get("url")) or _text(page.get("url"))
     path = _text(props.get("path")) or _text(page.get("path"))
-    if path is None and url is not None:
-        path = urlsplit(url).path or "/"
+    query = None
+    if url is not None:
+        try:
+            parts = urlsplit(url)
+        except ValueError:
+            parts = None
+        if parts is not None:
+            path = path or parts.path or "/"
+            query = parts.query or None
+    if query is None:
+        search = _text(props.get("search")) or _text(page.get("search"))
+        query = search.lstrip("?") or None if search else None
+    referrer = _text(props.get("referrer")) or _text(page.get("referrer"))
     return {
         "url": url,
+        "host": _host(url),
         "path": path,
-        "referrer": _text(props.get("referrer")) or _text(page.get("referrer")),
+        "query": query,
+        "referrer": referrer,
+        "referrer_host": _host(referrer),
         "title": _text(props.get("title")) or _text(page.get("title")),
     }
 
 
-def build_event(incoming: IncomingEvent, *, source: str, received_at: datetime) -> Event:
+@dataclass(frozen=True)
+class Requester:
+    """What the HTTP layer knows of the sender: its address (already resolved past trusted proxies) and agent."""
+
+    ip: str | None = None
+    user_agent: str | None = None
+    anonymize_ip: bool = True
+
+
+def client_fields(incoming: IncomingEvent, requester: Requester) -> dict[str, Any]:
+    """Browser, OS, device type, bot flag and IP.
+
+    A server-side SDK relays the visitor's agent and address in ``context.userAgent`` and
+    ``context.ip`` (Segment's convention); otherwise the request's own are used.
+    """
+    agent = parse_user_agent(_text(incoming.context.get("userAgent")) or requester.user_agent)
+    ip = _text(incoming.context.get("ip")) or requester.ip
+    return {
+        "browser": agent.browser,
+        "os": agent.os,
+        "device_type": agent.device_type,
+        "is_bot": agent.is_bot,
+        "ip": anonymize_ip(ip) if requester.anonymize_ip else ip,
+    }
+
+
+def build_event(
+    incoming: IncomingEvent, *, source: str, received_at: datetime, requester: Requester = Requester()
+) -> Event:
     event_name = incoming.event if incoming.type == "track" else (incoming.name or incoming.event)
-    extra = incoming.model_extra or {}
+    extra = {k: v for k, v in (incoming.model_extra or {}).items() if k != "writeKey"}
     context = dict(incoming.context)
     fields = page_fields(incoming)
     # Fields outside Segment's spec are kept, not dropped: they land under context.extra.
@@ -95,14 +148,18 @@ def build_event(incoming: IncomingEvent, *, source: str, received_at: datetime) 
         event=event_name,
         anonymous_id=incoming.anonymous_id,
         user_id=incoming.user_id,
+        group_id=incoming.group_id,
+        previous_id=incoming.previous_id,
         timestamp=corrected_timestamp(received_at, incoming.sent_at, incoming.timestamp),
         received_at=received_at,
         sent_at=as_utc(incoming.sent_at) if incoming.sent_at else None,
         source=source,
         properties=incoming.properties,
+        traits=incoming.traits,
         context=context,
         **fields,
         **utm_fields(fields["url"], context),
+        **client_fields(incoming, requester),
     )
 
 

@@ -35,19 +35,38 @@ class KafkaEventProducer:
                 self._producer = producer
             return self._producer
 
-    async def send(self, topic: str, key: str, value: bytes) -> None:
-        """Return once the broker acknowledged the record; raise :class:`BrokerUnavailable` otherwise."""
+    async def send_many(self, records: list[tuple[str, str, bytes]]) -> None:
+        """Send ``(topic, key, value)`` records; return once the broker acknowledged every one.
+
+        Raises :class:`BrokerUnavailable` if any is not acknowledged in time: the caller must
+        then answer that nothing is durable (some records may still land: they carry event
+        ids, and duplicates are removed downstream).
+        """
+        if not records:
+            return
         producer = await self._ensure_started()
+
+        async def enqueue_and_wait():
+            # Enqueue everything first so the records travel in few produce requests.
+            futures = [await producer.send(topic, value=value, key=key.encode()) for topic, key, value in records]
+            await asyncio.gather(*futures)
+
         try:
-            await asyncio.wait_for(
-                producer.send_and_wait(topic, value=value, key=key.encode()),
-                self._settings.produce_timeout_s,
-            )
+            await asyncio.wait_for(enqueue_and_wait(), self._settings.produce_timeout_s)
         except (KafkaError, OSError, asyncio.TimeoutError) as exc:
-            log.warning("produce to %s failed: %r", topic, exc)
+            log.warning("produce of %d records failed: %r", len(records), exc)
             # Start afresh next time: a producer that lost its broker may hold stale metadata.
             await self._reset(producer)
-            raise BrokerUnavailable(f"Kafka did not acknowledge the event: {exc!r}") from exc
+            raise BrokerUnavailable(f"Kafka did not acknowledge the events: {exc!r}") from exc
+
+    async def ready(self, topic: str) -> bool:
+        """True when the broker answers with the topic's partitions."""
+        try:
+            producer = await self._ensure_started()
+            partitions = await asyncio.wait_for(producer.partitions_for(topic), self._settings.produce_timeout_s)
+            return bool(partitions)
+        except (BrokerUnavailable, KafkaError, OSError, asyncio.TimeoutError):
+            return False
 
     async def _reset(self, producer: AIOKafkaProducer) -> None:
         async with self._lock:

@@ -14,27 +14,19 @@ from clickstream.events import Event
 from clickstream.lake import EVENTS, EVENTS_SCHEMA, object_key, partition_prefix
 
 
+_JSON_COLUMNS = ("properties", "traits", "context")
+_EVENT_COLUMNS = [name for name in EVENTS_SCHEMA.names if name not in _JSON_COLUMNS]
+
+
+def _json(value) -> str:
+    return json.dumps(value, separators=(",", ":"), default=str)
+
+
 def event_row(event: Event) -> dict:
-    return {
-        "event_id": event.event_id,
-        "type": event.type,
-        "event": event.event,
-        "anonymous_id": event.anonymous_id,
-        "user_id": event.user_id,
-        "session_id": event.session_id,
-        "timestamp": event.timestamp,
-        "received_at": event.received_at,
-        "source": event.source,
-        "url": event.url,
-        "path": event.path,
-        "referrer": event.referrer,
-        "title": event.title,
-        "utm_source": event.utm_source,
-        "utm_medium": event.utm_medium,
-        "utm_campaign": event.utm_campaign,
-        "properties": json.dumps(event.properties, separators=(",", ":"), default=str),
-        "context": json.dumps(event.context, separators=(",", ":"), default=str),
-    }
+    """One lake row: the schema's columns by name, nested objects as JSON text."""
+    row = {name: getattr(event, name) for name in _EVENT_COLUMNS}
+    row.update({name: _json(getattr(event, name)) for name in _JSON_COLUMNS})
+    return row
 
 
 def to_parquet(rows: list[dict], schema: pa.Schema) -> bytes:

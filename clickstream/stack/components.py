@@ -94,7 +94,7 @@ def stack_components(settings: Settings) -> list[Component]:
         _service("sink", settings.sink_port, "/health", settings, env),
         _service("processor", settings.processor_port, "/health", settings, env),
         _service("reactor", settings.reactor_port, "/health", settings, env),
-        _service("api", settings.api_port, "/health", settings, env),
+        _service("api", settings.api_port, "/healthz", settings, env),
         _service("dashboard", settings.dashboard_port, "/_stcore/health", settings, env),
     ]
     return components

@@ -12,19 +12,19 @@ KEY = "wk_test"
 
 
 class MustNotProduce:
-    async def send(self, topic, key, value):
+    async def send_many(self, records):
         raise AssertionError("a rejected request reached the producer")
 
+    async def ready(self, topic):
+        return False
+
     async def stop(self):
         pass
 
 
-class BrokerDown:
-    async def send(self, topic, key, value):
+class BrokerDown(MustNotProduce):
+    async def send_many(self, records):
         raise BrokerUnavailable("no broker")
-
-    async def stop(self):
-        pass
 
 
 def client(producer) -> TestClient:
@@ -35,11 +35,10 @@ def client(producer) -> TestClient:
 @pytest.mark.parametrize(
     "kwargs,status,message",
     [
-        ({"content": b"{not json"}, 400, "malformed JSON"),
         ({"content": b"[1]"}, 400, "JSON object"),
-        ({"json": {"event": "x"}}, 400, "userId or anonymousId"),
-        ({"json": {"userId": "u"}}, 400, "requires 'event'"),
         ({"content": b"x" * (MAX_EVENT_BYTES + 1)}, 413, "limit"),
+        ({"content": b"{}", "headers": {"Content-Type": "application/xml"}}, 415, "content type"),
+        ({"content": b"{}", "headers": {"Content-Encoding": "br"}}, 415, "content encoding"),
     ],
 )
 def test_bad_requests_are_rejected_with_reason(kwargs, status, message):
@@ -54,6 +53,12 @@ def test_unknown_or_missing_write_key_is_401(auth):
     response = client(MustNotProduce()).post("/v1/page", auth=auth, json={"anonymousId": "a"})
     assert response.status_code == 401
     assert "write key" in response.json()["error"]
+
+
+def test_readyz_is_503_without_broker_and_healthz_is_200():
+    c = client(BrokerDown())
+    assert c.get("/healthz").status_code == 200
+    assert c.get("/readyz").status_code == 503
 
 
 def test_broker_down_is_503_with_retry_after():
