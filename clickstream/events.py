@@ -11,11 +11,21 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 EventType = Literal["track", "page", "screen", "identify", "group", "alias"]
+
+
+def _iso_text(value: Any) -> Any:
+    # Segment's timestamps are ISO 8601 strings; a bare number is ambiguous (seconds? ms?) and refused.
+    if not isinstance(value, str):
+        raise ValueError("must be an ISO 8601 date-time string")
+    return value
+
+
+IsoDatetime = Annotated[datetime, BeforeValidator(_iso_text)]
 
 
 class IncomingEvent(BaseModel):
@@ -31,8 +41,8 @@ class IncomingEvent(BaseModel):
     name: str | None = Field(None, max_length=200)
     group_id: str | None = Field(None, alias="groupId", max_length=200)
     previous_id: str | None = Field(None, alias="previousId", max_length=200)
-    timestamp: datetime | None = Field(None, validation_alias=AliasChoices("timestamp", "originalTimestamp"))
-    sent_at: datetime | None = Field(None, alias="sentAt")
+    timestamp: IsoDatetime | None = Field(None, validation_alias=AliasChoices("timestamp", "originalTimestamp"))
+    sent_at: IsoDatetime | None = Field(None, alias="sentAt")
     properties: dict[str, Any] = Field(default_factory=dict)
     traits: dict[str, Any] = Field(default_factory=dict)
     context: dict[str, Any] = Field(default_factory=dict)

@@ -34,6 +34,7 @@ from ingest_api.client import client_ip, parse_networks
 from ingest_api.enrich import Requester, build_event, parse_incoming
 from ingest_api.errors import IngestError, InvalidEvent, OriginNotAllowed, RateLimited, UnknownWriteKey
 from ingest_api.metrics import IngestMetrics
+from ingest_api.openapi import install_openapi
 from ingest_api.ratelimit import RateLimiter
 
 log = logging.getLogger("clickstream.api")
@@ -260,6 +261,8 @@ def create_app(
     for path in ("/v1/batch", "/v1/import", "/v1/b"):
         app.add_api_route(path, route(None), methods=["POST"], include_in_schema=path == "/v1/batch",
                           summary="Send up to 500 KB of calls: {\"batch\": [...], \"sentAt\": ...}")
+
+    install_openapi(app, list(CALL_TYPES), "/v1/batch")
 
     @app.get("/healthz")
     async def healthz() -> dict:

@@ -142,6 +142,12 @@ def build_event(
     # Fields outside Segment's spec are kept, not dropped: they land under context.extra.
     if extra:
         context["extra"] = json.loads(json.dumps(extra, default=str))
+    try:
+        timestamp = corrected_timestamp(received_at, incoming.sent_at, incoming.timestamp)
+        sent_at = as_utc(incoming.sent_at) if incoming.sent_at else None
+    except OverflowError:
+        # e.g. year 0166 sent at year 6423: the correction leaves the calendar.
+        raise InvalidEvent("timestamp and sentAt are too far apart to give an event time") from None
     return Event(
         event_id=incoming.message_id or str(uuid.uuid4()),
         type=incoming.type,
@@ -150,9 +156,9 @@ def build_event(
         user_id=incoming.user_id,
         group_id=incoming.group_id,
         previous_id=incoming.previous_id,
-        timestamp=corrected_timestamp(received_at, incoming.sent_at, incoming.timestamp),
+        timestamp=timestamp,
         received_at=received_at,
-        sent_at=as_utc(incoming.sent_at) if incoming.sent_at else None,
+        sent_at=sent_at,
         source=source,
         properties=incoming.properties,
         traits=incoming.traits,

@@ -190,3 +190,37 @@ def read_topic():
 def free_ports():
     """Gives a new free loopback port at each call."""
     return free_port
+
+
+@pytest.fixture
+def running_api(tmp_path):
+    """Starts the API as users run it (`python -m clickstream api`, a real uvicorn server) for given settings.
+
+    Returns a function ``start(settings) -> base_url``; servers stop when the test ends.
+    """
+    import sys
+    import urllib.request
+
+    from clickstream.stack.probes import http_ok
+
+    processes = []
+
+    def start(settings: Settings) -> str:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CLICKSTREAM_")}
+        env.update(settings.as_env())
+        log = tmp_path / f"api-{settings.api_port}.log"
+        process = _start([sys.executable, "-m", "clickstream", "api"], env, log)
+        processes.append(process)
+        url = settings.url(settings.api_port)
+        wait_until(lambda: process.poll() is not None or http_ok(url + "/healthz"), 30, "the API")
+        assert process.poll() is None, log.read_text()[-3000:]
+        return url
+
+    yield start
+    for process in processes:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

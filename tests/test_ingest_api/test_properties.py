@@ -61,3 +61,20 @@ PROXIES = parse_networks(["10.0.0.0/8"])
 def test_an_untrusted_peer_is_the_client_whatever_its_header_says(peer, hops):
     header = ", ".join(map(str, hops)) or None
     assert client_ip(str(peer), header, PROXIES) == str(peer)
+
+
+@settings(deadline=None)
+@given(
+    timestamp=st.datetimes(timezones=st.timezones() | st.just(timezone.utc)),
+    sent_at=st.datetimes(timezones=st.timezones() | st.just(timezone.utc)),
+)
+def test_any_pair_of_client_times_is_accepted_or_explained(timestamp, sent_at):
+    try:
+        incoming = parse_incoming({"userId": "u", "event": "x", "timestamp": timestamp.isoformat(),
+                                   "sentAt": sent_at.isoformat()}, "track")
+        event = build_event(incoming, source="s", received_at=T0)
+    except InvalidEvent as exc:
+        # Offsets with seconds (historic local mean times) are not ISO 8601; extreme pairs overflow.
+        assert "too far apart" in str(exc) or "timestamp" in str(exc) or "sentAt" in str(exc)
+        return
+    assert event.timestamp.tzinfo is not None
