@@ -13,6 +13,7 @@ external Kafka or S3 (MinIO, AWS) instead.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from pydantic import Field, ValidationError, field_validator
@@ -136,9 +137,10 @@ class Settings(BaseSettings):
     def as_env(self) -> dict[str, str]:
         """These settings as ``CLICKSTREAM_*`` variables, to hand to child processes."""
         env = {}
-        for name, value in self.model_dump().items():
+        for name, value in self.model_dump(mode="json").items():
             if value is not None:
-                env[f"CLICKSTREAM_{name.upper()}"] = str(value)
+                # Lists travel as JSON, which is how pydantic-settings reads them back.
+                env[f"CLICKSTREAM_{name.upper()}"] = json.dumps(value) if isinstance(value, list) else str(value)
         return env
 
 

@@ -43,7 +43,8 @@ def test_settings_are_frozen():
 
 
 def test_as_env_round_trips(monkeypatch):
-    original = Settings(_env_file=None, api_port=9001, state_dir=Path("/tmp/x"), webhook_url="http://h/x")
+    original = Settings(_env_file=None, api_port=9001, state_dir=Path("/tmp/x"), webhook_url="http://h/x",
+                        trusted_proxies=["10.0.0.0/8", "fd00::/8"], anonymize_ip=False)
     for key, value in original.as_env().items():
         monkeypatch.setenv(key, value)
     assert Settings(_env_file=None) == original
