@@ -16,6 +16,10 @@ from datetime import datetime, timezone
 import pyarrow as pa
 
 EVENTS = "events"
+INVALID_EVENTS = "invalid_events"
+SESSIONS = "sessions"
+METRICS = "metrics"
+REACTIONS = "reactions"
 
 UTC_TS = pa.timestamp("us", tz="UTC")
 
@@ -54,7 +58,77 @@ EVENTS_SCHEMA = pa.schema(
     ]
 )
 
-SCHEMAS: dict[str, pa.Schema] = {EVENTS: EVENTS_SCHEMA}
+INVALID_EVENTS_SCHEMA = pa.schema(
+    [
+        ("received_at", UTC_TS),
+        ("source", pa.string()),
+        ("reason", pa.string()),
+        ("payload", pa.string()),  # the call as sent (JSON text, cut at 32 KB)
+        ("endpoint", pa.string()),
+        ("batch_index", pa.int32()),
+        ("request_id", pa.string()),
+    ]
+)
+
+SESSIONS_SCHEMA = pa.schema(
+    [
+        ("session_id", pa.string()),
+        ("anonymous_id", pa.string()),
+        ("user_id", pa.string()),
+        ("source", pa.string()),
+        ("session_start", UTC_TS),
+        ("session_end", UTC_TS),
+        ("duration_s", pa.float64()),
+        ("event_count", pa.int64()),
+        ("page_views", pa.int64()),
+        ("entry_path", pa.string()),
+        ("exit_path", pa.string()),
+        ("is_bounce", pa.bool_()),
+        ("referrer_host", pa.string()),
+        ("utm_source", pa.string()),
+        ("utm_medium", pa.string()),
+        ("utm_campaign", pa.string()),
+        ("device_type", pa.string()),
+        ("experiments", pa.string()),  # JSON object: experiment id -> variation
+        ("converted", pa.bool_()),
+        ("revenue", pa.float64()),
+    ]
+)
+
+METRICS_SCHEMA = pa.schema(
+    [
+        ("window_start", UTC_TS),
+        ("window_end", UTC_TS),
+        ("window_s", pa.int32()),
+        ("source", pa.string()),
+        ("metric", pa.string()),
+        ("dimension", pa.string()),
+        ("value", pa.float64()),
+    ]
+)
+
+REACTIONS_SCHEMA = pa.schema(
+    [
+        ("reaction_id", pa.string()),
+        ("rule", pa.string()),
+        ("kind", pa.string()),
+        ("subject", pa.string()),
+        ("window_start", UTC_TS),
+        ("window_end", UTC_TS),
+        ("value", pa.float64()),
+        ("threshold", pa.float64()),
+        ("message", pa.string()),
+        ("created_at", UTC_TS),
+    ]
+)
+
+SCHEMAS: dict[str, pa.Schema] = {
+    EVENTS: EVENTS_SCHEMA,
+    INVALID_EVENTS: INVALID_EVENTS_SCHEMA,
+    SESSIONS: SESSIONS_SCHEMA,
+    METRICS: METRICS_SCHEMA,
+    REACTIONS: REACTIONS_SCHEMA,
+}
 
 
 def partition_prefix(table: str, event_time: datetime) -> str:

@@ -36,6 +36,7 @@ from ingest_api.errors import IngestError, InvalidEvent, OriginNotAllowed, RateL
 from ingest_api.metrics import IngestMetrics
 from ingest_api.openapi import install_openapi
 from ingest_api.ratelimit import RateLimiter
+from ingest_api.tracker import tracker_router
 
 log = logging.getLogger("clickstream.api")
 
@@ -53,6 +54,10 @@ class EventProducer(Protocol):
     async def stop(self) -> None: ...
 
 
+_ERROR_CODES = {400: "invalid_request", 401: "unauthorized", 403: "forbidden", 413: "payload_too_large",
+                415: "unsupported_media_type", 429: "rate_limited", 503: "unavailable"}
+
+
 @dataclass
 class Outcome:
     """What became of a request's calls."""
@@ -62,8 +67,10 @@ class Outcome:
 
 
 def _error(status: int, message: str, request_id: str, headers: dict[str, str] | None = None, **extra) -> JSONResponse:
+    # "code" and "message" too: RudderStack's SDKs read those, and without them retry a 4xx forever.
     return JSONResponse(
-        {"success": False, "error": message, "request_id": request_id, **extra},
+        {"success": False, "error": message, "code": _ERROR_CODES.get(status, "error"), "message": message,
+         "request_id": request_id, **extra},
         status_code=status,
         headers={"X-Request-ID": request_id, **(headers or {})},
     )
@@ -279,4 +286,5 @@ def create_app(
     async def prometheus_metrics() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    app.include_router(tracker_router(settings))
     return app

@@ -1,4 +1,5 @@
-"""Entry point of ``clickstream sink``: ``clickstream.events`` -> Parquet objects in the lake.
+"""Entry point of ``clickstream sink``: the events, invalid, sessions, metrics and reactions topics ->
+Parquet objects in their lake tables.
 
 Exactly once: offsets are committed only after every object of a flush was
 uploaded, object keys follow from offsets, and records that an earlier run
@@ -18,31 +19,32 @@ from collections import Counter
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from pydantic import ValidationError
 
-from clickstream.events import Event
 from clickstream.health import start_health_server
-from clickstream.lake import EVENTS, partition_prefix
+from clickstream.lake import partition_prefix
 from clickstream.settings import Settings
 from clickstream.topics import Topics
 from sink.buffer import PartitionBuffer
 from sink.destination import DestinationUnavailable, LakeDestination
 from sink.parquet import encode, plan_objects
 from sink.stored import StoredOffsets
+from sink.tables import TableSpec, by_topic
 
 log = logging.getLogger("clickstream.sink")
 
 
-class EventsSink:
-    """Buffers records per partition and writes them when due; the consumer and destination are passed in."""
+class LakeSink:
+    """Buffers records per topic-partition and writes them when due; the consumer and destination are passed in."""
 
     def __init__(self, settings: Settings, consumer: AIOKafkaConsumer, destination: LakeDestination):
         self.settings = settings
         self.consumer = consumer
         self.destination = destination
-        self.buffers: dict[TopicPartition, PartitionBuffer[Event]] = {}
+        self.tables = by_topic(Topics.from_settings(settings))
+        self.buffers: dict[TopicPartition, PartitionBuffer] = {}
         # Next offset to read per partition: every record before it is buffered or already stored.
         self.positions: dict[TopicPartition, int] = {}
         self.committed: dict[TopicPartition, int] = {}
-        self.stored = StoredOffsets(EVENTS, self._list_keys)
+        self.stored = {spec.table: StoredOffsets(spec.table, self._list_keys) for spec in self.tables.values()}
         self.stats: Counter[str] = Counter()
         self.last_flush_at: float | None = None
 
@@ -60,10 +62,10 @@ class EventsSink:
                 time.sleep(delay)
                 delay = min(30.0, delay * 2)
 
-    async def _load_stored(self, hour_prefix: str) -> None:
-        if not self.stored.is_loaded(hour_prefix):
+    async def _load_stored(self, stored: StoredOffsets, hour_prefix: str) -> None:
+        if not stored.is_loaded(hour_prefix):
             # Listing the lake blocks (and retries while storage is down): keep it off the event loop.
-            await asyncio.to_thread(self.stored.load, hour_prefix)
+            await asyncio.to_thread(stored.load, hour_prefix)
 
     def drop(self, partitions) -> None:
         """Forget buffers of partitions this sink no longer owns: they were not committed, the next owner re-reads."""
@@ -75,22 +77,24 @@ class EventsSink:
     async def add(self, record) -> None:
         tp = TopicPartition(record.topic, record.partition)
         self.positions[tp] = record.offset + 1
+        spec = self.tables[record.topic]
         try:
-            event = Event.from_bytes(record.value)
+            decoded = spec.decode(record.value)
         except ValidationError as exc:
-            # Only the stream processor writes this topic; keep the record in Kafka and say so.
+            # Only our own services write these topics; keep the record in Kafka and say so.
             self.stats["undecodable"] += 1
-            log.error("undecodable record %s@%s: %s", record.partition, record.offset, exc)
+            log.error("undecodable record %s %s@%s: %s", record.topic, record.partition, record.offset, exc)
             return
-        prefix = partition_prefix(EVENTS, event.timestamp)
-        await self._load_stored(prefix)
-        if self.stored.contains(prefix, record.partition, record.offset):
+        prefix = partition_prefix(spec.table, spec.partition_time(decoded))
+        stored = self.stored[spec.table]
+        await self._load_stored(stored, prefix)
+        if stored.contains(prefix, record.partition, record.offset):
             self.stats["skipped_already_stored"] += 1
             return
         buffer = self.buffers.get(tp)
         if buffer is None:
             buffer = self.buffers[tp] = PartitionBuffer(opened_at=time.monotonic())
-        buffer.add(record.offset, event, len(record.value))
+        buffer.add(record.offset, decoded, len(record.value))
 
     async def flush_due(self, *, force: bool = False) -> None:
         now = time.monotonic()
@@ -105,14 +109,16 @@ class EventsSink:
             if tp not in self.buffers and self.committed.get(tp) != position:
                 await self._commit(tp, position)
 
-    async def _flush(self, tp: TopicPartition, buffer: PartitionBuffer[Event]) -> None:
-        for obj in plan_objects(tp.partition, buffer.records):
+    async def _flush(self, tp: TopicPartition, buffer: PartitionBuffer) -> None:
+        spec: TableSpec = self.tables[tp.topic]
+        stored = self.stored[spec.table]
+        for obj in plan_objects(spec, tp.partition, buffer.records):
             data = encode(obj)
             await asyncio.to_thread(self._retrying, "upload", lambda: self.destination.put(obj.key, data))
-            await self._load_stored(obj.hour_prefix)
-            self.stored.add(obj.hour_prefix, tp.partition, obj.first_offset, obj.last_offset)
+            await self._load_stored(stored, obj.hour_prefix)
+            stored.add(obj.hour_prefix, tp.partition, obj.first_offset, obj.last_offset)
             self.stats["objects"] += 1
-            self.stats["rows"] += len(obj.rows)
+            self.stats[f"rows.{spec.table}"] += len(obj.rows)
             log.info("wrote %s (%d rows)", obj.key, len(obj.rows))
         del self.buffers[tp]
         await self._commit(tp, self.positions[tp])
@@ -132,7 +138,7 @@ class EventsSink:
 
 
 class _DropOnRevoke(ConsumerRebalanceListener):
-    def __init__(self, sink: EventsSink):
+    def __init__(self, sink: LakeSink):
         self.sink = sink
 
     async def on_partitions_revoked(self, revoked):
@@ -155,10 +161,10 @@ async def consume(settings: Settings, stop: asyncio.Event) -> None:
         # A long storage outage must not cost the sink its partitions.
         max_poll_interval_ms=3_600_000,
     )
-    sink = EventsSink(settings, consumer, destination)
+    sink = LakeSink(settings, consumer, destination)
     await asyncio.to_thread(sink._retrying, "setup", destination.ensure_ready)
     health = await start_health_server(settings.host, settings.sink_port, sink.status)
-    consumer.subscribe([topics.events], listener=_DropOnRevoke(sink))
+    consumer.subscribe(list(sink.tables), listener=_DropOnRevoke(sink))
     await consumer.start()
     try:
         while not stop.is_set():

@@ -224,3 +224,20 @@ def running_api(tmp_path):
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@pytest.fixture
+def write_lake():
+    """Writes records to a lake table the way the sink does: ``write(settings, records, table="events")``."""
+    from sink.destination import LakeDestination
+    from sink.parquet import encode, plan_objects
+    from sink.tables import TABLES
+
+    def write(settings: Settings, records: list, table: str = "events", partition: int = 0) -> None:
+        spec = next(s for s in TABLES if s.table == table)
+        destination = LakeDestination.from_settings(settings)
+        destination.ensure_ready()
+        for obj in plan_objects(spec, partition, list(enumerate(records))):
+            destination.put(obj.key, encode(obj))
+
+    return write

@@ -9,8 +9,6 @@ from streamlit.testing.v1 import AppTest
 
 import dashboard
 from clickstream.settings import Settings
-from sink.destination import LakeDestination
-from sink.parquet import encode, plan_objects
 
 APP = str(Path(dashboard.__file__).parent / "app.py")
 T0 = datetime(2026, 11, 27, 9, 0, tzinfo=timezone.utc)
@@ -39,14 +37,11 @@ def test_empty_lake_says_how_to_send_an_event(lake_env):
     assert "wk_dash" in at.info[0].value
 
 
-def test_shows_counts_and_top_pages(lake_env, event_factory):
+def test_shows_counts_and_top_pages(lake_env, event_factory, write_lake):
     events = [event_factory(timestamp=T0 + timedelta(minutes=i % 3), path="/a" if i < 5 else "/b",
                             anonymous_id=f"v{i % 4}", session_id=f"s{i % 2}") for i in range(8)]
     events += [event_factory(type="track", event="Signed Up", path=None, timestamp=T0, anonymous_id="v9")]
-    dest = LakeDestination.from_settings(lake_env)
-    dest.ensure_ready()
-    for obj in plan_objects(0, list(enumerate(events))):
-        dest.put(obj.key, encode(obj))
+    write_lake(lake_env, events)
 
     at = run_app()
     metrics = {m.label: m.value for m in at.metric}

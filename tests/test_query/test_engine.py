@@ -4,17 +4,8 @@ import pytest
 
 from clickstream.settings import Settings
 from query.engine import QueryError, connect, httpfs_extension_path, run_query
-from sink.destination import LakeDestination
-from sink.parquet import encode, plan_objects
 
 T0 = datetime(2026, 11, 27, 9, 0, tzinfo=timezone.utc)
-
-
-def write_lake(settings, events):
-    dest = LakeDestination.from_settings(settings)
-    dest.ensure_ready()
-    for obj in plan_objects(0, list(enumerate(events))):
-        dest.put(obj.key, encode(obj))
 
 
 def test_empty_lake_has_empty_tables(tmp_path):
@@ -22,7 +13,7 @@ def test_empty_lake_has_empty_tables(tmp_path):
     assert run_query(con, "select count(*) from events") == (["count_star()"], [(0,)])
 
 
-def test_queries_a_local_lake_with_hive_partitions(tmp_path, event_factory):
+def test_queries_a_local_lake_with_hive_partitions(tmp_path, event_factory, write_lake):
     settings = Settings(_env_file=None, lake_dir=tmp_path / "lake")
     events = [event_factory(timestamp=T0 + timedelta(minutes=40 * i), path=f"/p{i % 2}",
                             properties={"plan": "pro" if i % 3 == 0 else "free"}) for i in range(6)]

@@ -6,6 +6,9 @@ import pyarrow.parquet as pq
 from clickstream.lake import EVENTS_SCHEMA
 from sink.buffer import PartitionBuffer
 from sink.parquet import encode, plan_objects
+from sink.tables import TABLES
+
+EVENTS_SPEC = TABLES[0]
 
 T0 = datetime(2026, 11, 27, 9, 59, tzinfo=timezone.utc)
 
@@ -28,7 +31,7 @@ def test_objects_are_split_by_event_hour_and_named_by_offsets(event_factory):
         (12, event_factory(timestamp=T0 + timedelta(seconds=30))),
         (13, event_factory(timestamp=T0 + timedelta(minutes=3))),
     ]
-    objects = {o.key: o for o in plan_objects(2, records)}
+    objects = {o.key: o for o in plan_objects(EVENTS_SPEC, 2, records)}
     assert set(objects) == {
         "events/dt=2026-11-27/hour=09/events-p2-10-12.parquet",
         "events/dt=2026-11-27/hour=10/events-p2-11-13.parquet",
@@ -38,7 +41,7 @@ def test_objects_are_split_by_event_hour_and_named_by_offsets(event_factory):
 
 def test_parquet_is_typed_and_zstd(event_factory):
     event = event_factory(timestamp=T0, properties={"plan": "pro", "n": 2})
-    [obj] = plan_objects(0, [(0, event)])
+    [obj] = plan_objects(EVENTS_SPEC, 0, [(0, event)])
     data = encode(obj)
     table = pq.read_table(io.BytesIO(data))
     assert table.schema.equals(EVENTS_SCHEMA)

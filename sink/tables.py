@@ -1,0 +1,64 @@
+"""Which topic fills which lake table: how to decode a record, its partitioning time and its row."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import pyarrow as pa
+from pydantic import BaseModel
+
+from clickstream import lake
+from clickstream.events import Event, RejectedEvent
+from clickstream.metrics import MetricRow
+from clickstream.reactions import Reaction
+from clickstream.sessions import SessionRecord
+from clickstream.topics import Topics
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), default=str)
+
+
+def model_row(schema: pa.Schema, json_columns: tuple[str, ...] = (), renames: dict[str, str] | None = None):
+    """A row builder taking each schema column from the model attribute of that name (or its rename)."""
+    renames = renames or {}
+    plain = [(name, renames.get(name, name)) for name in schema.names if name not in json_columns]
+
+    def row(record: BaseModel) -> dict:
+        out = {column: getattr(record, attribute) for column, attribute in plain}
+        out.update({name: _json(getattr(record, name)) for name in json_columns})
+        return out
+
+    return row
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    table: str
+    topic: Callable[[Topics], str]
+    decode: Callable[[bytes], BaseModel]
+    partition_time: Callable[[Any], datetime]  # which hour folder a record goes to
+    row: Callable[[Any], dict]
+    schema: pa.Schema
+
+
+TABLES: tuple[TableSpec, ...] = (
+    TableSpec(lake.EVENTS, lambda t: t.events, Event.from_bytes, lambda e: e.timestamp,
+              model_row(lake.EVENTS_SCHEMA, ("properties", "traits", "context")), lake.EVENTS_SCHEMA),
+    TableSpec(lake.INVALID_EVENTS, lambda t: t.invalid, RejectedEvent.from_bytes, lambda r: r.received_at,
+              model_row(lake.INVALID_EVENTS_SCHEMA, renames={"batch_index": "index"}), lake.INVALID_EVENTS_SCHEMA),
+    TableSpec(lake.SESSIONS, lambda t: t.sessions, SessionRecord.from_bytes, lambda s: s.session_start,
+              model_row(lake.SESSIONS_SCHEMA, ("experiments",)), lake.SESSIONS_SCHEMA),
+    TableSpec(lake.METRICS, lambda t: t.metrics, MetricRow.from_bytes, lambda m: m.window_start,
+              model_row(lake.METRICS_SCHEMA), lake.METRICS_SCHEMA),
+    TableSpec(lake.REACTIONS, lambda t: t.reactions, Reaction.from_bytes, lambda r: r.created_at,
+              model_row(lake.REACTIONS_SCHEMA), lake.REACTIONS_SCHEMA),
+)
+
+
+def by_topic(topics: Topics) -> dict[str, TableSpec]:
+    return {spec.topic(topics): spec for spec in TABLES}

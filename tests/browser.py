@@ -1,0 +1,81 @@
+"""Headless Chromium for browser tests: Debian's ``chromium`` driven by Playwright.
+
+Use the fixtures by importing them into a test module::
+
+    from browser import browser, page  # noqa: F401  (pytest fixtures)
+
+Playwright's sync API runs its event loop in a greenlet, and while Playwright is started that loop
+counts as running in the test's thread, so ``asyncio.run`` fails there ("cannot be called from a
+running event loop"). Hence Playwright is started for each test and stopped after it (a
+session-wide instance would break every later test that uses asyncio; starting it costs about
+half a second), and :func:`off_loop` runs asyncio-based helpers such as ``read_topic`` during a test.
+
+Every context made here aborts requests to hosts other than loopback, so nothing a test page does
+leaves the machine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+
+# `playwright install` cannot download browsers here; Debian's build is used instead.
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+T = TypeVar("T")
+
+
+def leaves_machine(url: str) -> bool:
+    parts = urlsplit(url)
+    return parts.scheme in ("http", "https", "ws", "wss") and parts.hostname not in LOOPBACK_HOSTS
+
+
+def isolated_context(browser: Browser, **options: Any) -> BrowserContext:
+    """A new browser context (its own storage and cookies) that can reach loopback only."""
+    context = browser.new_context(**options)
+    context.route(leaves_machine, lambda route: route.abort())
+    return context
+
+
+def off_loop(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Call ``function`` in a worker thread: for code that uses ``asyncio.run`` while Playwright runs."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(function, *args, **kwargs).result()
+
+
+def screenshot(page: Page, name: str) -> Path:
+    """Save a screenshot of ``page`` as ``test-artifacts/<name>.png`` (the folder is git-ignored)."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+@pytest.fixture
+def browser() -> Iterator[Browser]:
+    """Headless Chromium, for tests that need several contexts (use :func:`isolated_context`)."""
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    """A page in a fresh, loopback-only context."""
+    context = isolated_context(browser)
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
