@@ -124,6 +124,16 @@ def test_post_to_reaction_and_lake(settings_factory, free_ports, tmp_path):
         count = clickstream("query", "select count(*) as n from events", env=env, cwd=tmp_path)
         assert "| 8 " in count.stdout
 
+        # The rejected POST and the fired reaction are in their tables too.
+        def table(sql):
+            q = clickstream("query", sql, "--format", "json", env=env, cwd=tmp_path, timeout=60)
+            return json.loads(q.stdout) if q.returncode == 0 else None
+
+        invalid = wait_for(lambda: table("select reason, payload, source from invalid_events"), 60, "invalid_events")
+        assert len(invalid) == 1 and "malformed JSON" in invalid[0]["reason"] and invalid[0]["payload"] == "{oops"
+        stored = wait_for(lambda: table("select reaction_id, value from reactions"), 60, "the reactions table")
+        assert stored == [{"reaction_id": reaction["reaction_id"], "value": 5.0}]
+
         dashboard = httpx.get(settings.url(settings.dashboard_port) + "/_stcore/health", timeout=10)
         assert dashboard.status_code == 200
     finally:
