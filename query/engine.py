@@ -42,6 +42,12 @@ def _lake_root(settings: Settings) -> str:
 
 
 def connect(settings: Settings) -> duckdb.DuckDBPyConnection:
+    """A connection whose views are the lake's tables, locked down for untrusted SQL.
+
+    It can read the lake and nothing else on the filesystem, and its settings are locked;
+    :func:`run_query` also lets through only one SELECT (or EXPLAIN) per call, so a SQL box
+    in the dashboard cannot write, attach, install or reconfigure anything.
+    """
     con = duckdb.connect()
     if settings.lake_dir is None:
         con.execute(f"LOAD {_quote(str(httpfs_extension_path()))}")
@@ -53,6 +59,10 @@ def connect(settings: Settings) -> duckdb.DuckDBPyConnection:
                 URL_STYLE 'path', USE_SSL {str(endpoint.scheme == "https").lower()})"""
         )
     refresh_views(con, settings)
+    root = _lake_root(settings).rstrip("/") + "/"
+    con.execute(f"SET allowed_directories = [{_quote(root)}]")
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
     return con
 
 
@@ -76,8 +86,24 @@ def refresh_views(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
             con.execute(f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM _empty_{table}")
 
 
+_READ_ONLY = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
+
+
+def check_read_only(con: duckdb.DuckDBPyConnection, sql: str) -> None:
+    """Refuse anything but a single SELECT or EXPLAIN, judged by DuckDB's own parser."""
+    try:
+        statements = con.extract_statements(sql)
+    except duckdb.Error as exc:
+        raise QueryError(str(exc)) from exc
+    if len(statements) != 1:
+        raise QueryError(f"send exactly one statement (got {len(statements)})")
+    if statements[0].type not in _READ_ONLY:
+        raise QueryError(f"only SELECT queries are allowed here (got {statements[0].type.name})")
+
+
 def run_query(con: duckdb.DuckDBPyConnection, sql: str):
-    """Run SQL and return (column names, rows)."""
+    """Run one read-only statement and return (column names, rows)."""
+    check_read_only(con, sql)
     try:
         cursor = con.execute(sql)
         columns = [d[0] for d in cursor.description] if cursor.description else []

@@ -36,3 +36,29 @@ def test_bad_sql_is_a_query_error(tmp_path):
 
 def test_httpfs_extension_ships_with_the_wheel():
     assert httpfs_extension_path().is_file()
+
+
+@pytest.mark.parametrize(
+    "sql,message",
+    [
+        ("copy (select 1) to 'out.csv'", "only SELECT"),
+        ("create table t as select 1", "only SELECT"),
+        ("set threads = 1", "only SELECT"),
+        ("attach 'x.db'", "only SELECT"),
+        ("install httpfs", "only SELECT"),
+        ("select 1; select 2", "exactly one statement"),
+        ("select * from read_csv('/etc/passwd')", "disabled"),
+        ("select * from read_text('/etc/hostname')", "disabled"),
+        ("select * from glob('/*')", "disabled"),
+    ],
+)
+def test_the_connection_is_read_only_and_confined_to_the_lake(tmp_path, sql, message):
+    con = connect(Settings(_env_file=None, lake_dir=tmp_path / "lake"))
+    with pytest.raises(QueryError, match=message):
+        run_query(con, sql)
+
+
+def test_settings_are_locked_even_outside_run_query(tmp_path):
+    con = connect(Settings(_env_file=None, lake_dir=tmp_path / "lake"))
+    with pytest.raises(Exception, match="configuration"):
+        con.execute("SET enable_external_access = true")
