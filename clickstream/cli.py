@@ -76,6 +76,10 @@ def query(sql: str, fmt: str) -> None:
         columns, rows = run_query(connect(_settings()), sql)
     except QueryError as exc:
         raise click.ClickException(str(exc)) from None
+    print_rows(columns, rows, fmt)
+
+
+def print_rows(columns: list[str], rows: list[tuple], fmt: str) -> None:
     if fmt == "csv":
         writer = csv.writer(sys.stdout)
         writer.writerow(columns)
@@ -84,6 +88,134 @@ def query(sql: str, fmt: str) -> None:
         click.echo(json.dumps([dict(zip(columns, r)) for r in rows], default=str, indent=2))
     else:
         click.echo(format_table(columns, rows))
+
+
+# --- ready-made analyses ---------------------------------------------------------------
+def _range_options(command):
+    options = [
+        click.option("--days", type=float, default=7.0, show_default=True, help="Look back this many days."),
+        click.option("--since", type=click.DateTime(), help="Start (UTC); overrides --days."),
+        click.option("--until", type=click.DateTime(), help="End (UTC, exclusive); default now."),
+        click.option("--source", help="Only this source."),
+        click.option("--exclude-bots", is_flag=True, help="Leave out events flagged as bots."),
+        click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table"),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _run_analysis(function, kwargs: dict, *args, **params) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from query.analyses import Range
+    from query.engine import QueryError, connect
+
+    utc = timezone.utc
+    until = kwargs["until"].replace(tzinfo=utc) if kwargs["until"] else datetime.now(utc)
+    since = kwargs["since"].replace(tzinfo=utc) if kwargs["since"] else until - timedelta(days=kwargs["days"])
+    time_range = Range(since, until, source=kwargs["source"], exclude_bots=kwargs["exclude_bots"])
+    try:
+        df = function(connect(_settings()), time_range, *args, **params)
+    except (QueryError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    except Exception as exc:  # DuckDB errors (e.g. an unreachable lake) are shown, not dumped as tracebacks
+        raise click.ClickException(f"{type(exc).__name__}: {exc}") from None
+    print_rows(list(df.columns), [tuple(r) for r in df.itertuples(index=False)], kwargs["fmt"])
+
+
+@cli.group()
+def analyze() -> None:
+    """Ready-made analyses over the lake (traffic, funnel, paths, retention, experiment, ...)."""
+
+
+@analyze.command("traffic")
+@_range_options
+@click.option("--bucket", type=click.Choice(["hour", "day"]), default="day", show_default=True)
+def analyze_traffic(bucket, **kwargs) -> None:
+    """Events, page views, visitors and sessions per hour or day."""
+    from query.analyses import traffic
+
+    _run_analysis(traffic, kwargs, bucket)
+
+
+@analyze.command("top-pages")
+@_range_options
+@click.option("--limit", type=int, default=10, show_default=True)
+def analyze_top_pages(limit, **kwargs) -> None:
+    """Most viewed pages."""
+    from query.analyses import top_pages
+
+    _run_analysis(top_pages, kwargs, limit)
+
+
+@analyze.command("top-referrers")
+@_range_options
+@click.option("--limit", type=int, default=10, show_default=True)
+def analyze_top_referrers(limit, **kwargs) -> None:
+    """Hosts that referred the most page views."""
+    from query.analyses import top_referrers
+
+    _run_analysis(top_referrers, kwargs, limit)
+
+
+@analyze.command("funnel")
+@_range_options
+@click.option("--step", "steps", multiple=True, required=True,
+              help="A page path (/pricing) or an event name (Order Completed, or event:/odd-name); in order.")
+@click.option("--within", default="session", show_default=True,
+              help="'session', or a number of minutes from the first step.")
+def analyze_funnel(steps, within, **kwargs) -> None:
+    """Units reaching each step in order, with conversion and drop-off."""
+    from query.analyses import Step, funnel
+
+    if within != "session" and not within.isdigit():
+        raise click.BadParameter("'session' or a whole number of minutes", param_hint="--within")
+    _run_analysis(funnel, kwargs, [Step.parse(s) for s in steps], within if within == "session" else int(within))
+
+
+@analyze.command("paths")
+@_range_options
+@click.option("--page", required=True, help="The page path to look from.")
+@click.option("--direction", type=click.Choice(["next", "previous"]), default="next", show_default=True)
+@click.option("--limit", type=int, default=10, show_default=True)
+def analyze_paths(page, direction, limit, **kwargs) -> None:
+    """Pages viewed right after (or before) a page in the same session."""
+    from query.analyses import paths
+
+    _run_analysis(paths, kwargs, page, direction, limit)
+
+
+@analyze.command("retention")
+@_range_options
+@click.option("--period", type=click.Choice(["day", "week"]), default="week", show_default=True)
+def analyze_retention(period, **kwargs) -> None:
+    """Cohorts by first active period and how many return in later periods."""
+    from query.analyses import retention
+
+    _run_analysis(retention, kwargs, period)
+
+
+@analyze.command("experiment")
+@_range_options
+@click.option("--id", "experiment_id", required=True, help="experimentId (or experimentName) of Experiment Viewed.")
+@click.option("--conversion", default="Order Completed", show_default=True, help="The conversion event.")
+@click.option("--confidence", type=float, default=0.95, show_default=True)
+def analyze_experiment(experiment_id, conversion, confidence, **kwargs) -> None:
+    """Conversion per variant, lift against the first variant, confidence interval and p-value."""
+    from query.analyses import experiment
+
+    _run_analysis(experiment, kwargs, experiment_id, conversion, confidence)
+
+
+@analyze.command("sessions")
+@_range_options
+@click.option("--timeout", "timeout_minutes", type=int, default=30, show_default=True, help="Minutes of inactivity.")
+def analyze_sessions(timeout_minutes, **kwargs) -> None:
+    """Sessions rebuilt from events alone, in SQL."""
+    from query.analyses import sessionize
+
+    _run_analysis(sessionize, kwargs, timeout_minutes)
 
 
 def format_table(columns: list[str], rows: list[tuple]) -> str:

@@ -1,0 +1,238 @@
+"""Ready-made clickstream analyses over the lake's views, as functions with typed parameters.
+
+Each returns a pandas DataFrame. Time ranges filter on the Hive partition column ``dt``
+as well as on the timestamp, so DuckDB reads only the partitions in range. A visitor is
+``coalesce(user_id, anonymous_id)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Literal
+
+import duckdb
+import pandas as pd
+
+from query.stats import two_proportion_test
+
+VISITOR = "coalesce(user_id, anonymous_id)"
+
+
+@dataclass(frozen=True)
+class Range:
+    """A half-open time range [since, until) in UTC; ``source`` and ``exclude_bots`` narrow the events."""
+
+    since: datetime
+    until: datetime
+    source: str | None = None
+    exclude_bots: bool = False
+
+    @classmethod
+    def last(cls, days: float, now: datetime | None = None, **kwargs) -> Range:
+        now = now or datetime.now(timezone.utc)
+        return cls(now - timedelta(days=days), now, **kwargs)
+
+    def where(self, alias: str = "") -> tuple[str, list]:
+        """SQL conditions and parameters selecting this range's events (with partition pruning)."""
+        p = f"{alias}." if alias else ""
+        clauses = [f"{p}dt BETWEEN ?::DATE AND ?::DATE", f"{p}timestamp >= ?", f"{p}timestamp < ?"]
+        params: list = [self.since.date(), self.until.date(), self.since, self.until]
+        if self.source is not None:
+            clauses.append(f"{p}source = ?")
+            params.append(self.source)
+        if self.exclude_bots:
+            clauses.append(f"NOT coalesce({p}is_bot, false)")
+        return " AND ".join(clauses), params
+
+
+def _df(con: duckdb.DuckDBPyConnection, sql: str, params: list) -> pd.DataFrame:
+    return con.execute(sql, params).df()
+
+
+def traffic(con, r: Range, bucket: Literal["hour", "day"] = "day") -> pd.DataFrame:
+    """Events, page views, visitors and sessions per hour or day."""
+    where, params = r.where()
+    return _df(con, f"""
+        SELECT date_trunc('{bucket}', timestamp) AS bucket,
+               count(*) AS events,
+               count(*) FILTER (WHERE type = 'page') AS page_views,
+               count(DISTINCT {VISITOR}) AS visitors,
+               count(DISTINCT session_id) AS sessions
+        FROM events WHERE {where} GROUP BY 1 ORDER BY 1""", params)
+
+
+def top_pages(con, r: Range, limit: int = 10) -> pd.DataFrame:
+    where, params = r.where()
+    return _df(con, f"""
+        SELECT path, count(*) AS page_views, count(DISTINCT {VISITOR}) AS visitors
+        FROM events WHERE {where} AND type = 'page' AND path IS NOT NULL
+        GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT ?""", params + [limit])
+
+
+def top_referrers(con, r: Range, limit: int = 10) -> pd.DataFrame:
+    """Referring hosts of page views, other than the site's own host."""
+    where, params = r.where()
+    return _df(con, f"""
+        SELECT referrer_host, count(*) AS page_views, count(DISTINCT {VISITOR}) AS visitors
+        FROM events WHERE {where} AND type = 'page' AND referrer_host IS NOT NULL
+              AND referrer_host IS DISTINCT FROM host
+        GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT ?""", params + [limit])
+
+
+@dataclass(frozen=True)
+class Step:
+    """A funnel step: a page path (``page``) or a track event name (``event``)."""
+
+    kind: Literal["page", "event"]
+    value: str
+
+    @classmethod
+    def parse(cls, text: str) -> Step:
+        """``/pricing`` is a page path; anything else is an event name (``event:Name`` forces it)."""
+        if text.startswith("event:"):
+            return cls("event", text[6:])
+        return cls("page", text) if text.startswith("/") else cls("event", text)
+
+    def condition(self) -> tuple[str, list]:
+        if self.kind == "page":
+            return "type = 'page' AND path = ?", [self.value]
+        return "type = 'track' AND event = ?", [self.value]
+
+
+def funnel(con, r: Range, steps: list[Step], within: Literal["session"] | int = "session") -> pd.DataFrame:
+    """How many reach each step in order: within one session, or within ``within`` minutes of step 1.
+
+    A unit (session, or visitor) counts at step k if it did steps 1..k in that order, each the
+    first occurrence after the previous step.
+    """
+    if not steps:
+        raise ValueError("a funnel needs at least one step")
+    unit = "session_id" if within == "session" else VISITOR
+    where, params = r.where()
+    ctes = [f"base AS (SELECT {unit} AS unit, timestamp AS ts, type, path, event FROM events "
+            f"WHERE {where} AND {unit} IS NOT NULL)"]
+    all_params = list(params)
+    for i, step in enumerate(steps, start=1):
+        condition, step_params = step.condition()
+        if i == 1:
+            ctes.append(f"s1 AS (SELECT unit, min(ts) AS ts, min(ts) AS start FROM base WHERE {condition} GROUP BY unit)")
+        else:
+            window = "" if within == "session" else f" AND b.ts <= p.start + INTERVAL {int(within)} MINUTE"
+            ctes.append(
+                f"s{i} AS (SELECT b.unit, min(b.ts) AS ts, any_value(p.start) AS start FROM base b "
+                f"JOIN s{i - 1} p ON b.unit = p.unit AND b.ts >= p.ts{window} WHERE {condition} GROUP BY b.unit)"
+            )
+        all_params += step_params
+    counts = " UNION ALL ".join(f"SELECT {i} AS step, count(*) AS units FROM s{i}" for i in range(1, len(steps) + 1))
+    result = _df(con, f"WITH {', '.join(ctes)} {counts} ORDER BY step", all_params)
+    result.insert(1, "name", [s.value for s in steps])
+    first = result["units"].iloc[0]
+    result["conversion"] = result["units"] / first if first else 0.0
+    previous = result["units"].shift(1).fillna(result["units"].iloc[0])
+    result["drop_off"] = (previous - result["units"]).astype(int)
+    return result
+
+
+def paths(con, r: Range, page: str, direction: Literal["next", "previous"] = "next", limit: int = 10) -> pd.DataFrame:
+    """The pages viewed right after (or before) ``page`` in the same session, most common first."""
+    where, params = r.where()
+    neighbour = "lead" if direction == "next" else "lag"
+    return _df(con, f"""
+        WITH views AS (
+            SELECT path, {neighbour}(path) OVER (PARTITION BY session_id ORDER BY timestamp, event_id) AS other
+            FROM events WHERE {where} AND type = 'page' AND session_id IS NOT NULL)
+        SELECT coalesce(other, '(exit)') AS page, count(*) AS transitions,
+               count(*) / sum(count(*)) OVER () AS share
+        FROM views WHERE path = ? GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT ?""",
+               params + [page, limit]).rename(
+        columns={"page": "next_page" if direction == "next" else "previous_page"})
+
+
+def retention(con, r: Range, period: Literal["day", "week"] = "week") -> pd.DataFrame:
+    """Cohorts by first active period; for each, visitors active ``offset`` periods later and their share."""
+    where, params = r.where()
+    return _df(con, f"""
+        WITH activity AS (
+            SELECT DISTINCT {VISITOR} AS visitor, date_trunc('{period}', timestamp) AS period
+            FROM events WHERE {where} AND {VISITOR} IS NOT NULL),
+        cohorts AS (SELECT visitor, min(period) AS cohort FROM activity GROUP BY visitor),
+        sized AS (SELECT cohort, count(*) AS cohort_size FROM cohorts GROUP BY cohort)
+        SELECT c.cohort,
+               CAST(datediff('{period}', c.cohort, a.period) AS INTEGER) AS "offset",
+               count(*) AS visitors,
+               any_value(s.cohort_size) AS cohort_size,
+               count(*) / any_value(s.cohort_size) AS share
+        FROM activity a JOIN cohorts c USING (visitor) JOIN sized s ON s.cohort = c.cohort
+        GROUP BY 1, 2 ORDER BY 1, 2""", params)
+
+
+def experiment(con, r: Range, experiment_id: str, conversion_event: str = "Order Completed",
+               confidence: float = 0.95) -> pd.DataFrame:
+    """Per variant: exposed visitors (Segment's ``Experiment Viewed``), those who converted after
+    exposure, the rate, and lift against the first variant with a two-proportion z-test."""
+    where, params = r.where()
+    df = _df(con, f"""
+        WITH exposures AS (
+            SELECT {VISITOR} AS visitor,
+                   arg_min(coalesce(properties->>'$.variationName', properties->>'$.variationId'), timestamp)
+                       AS variant,
+                   min(timestamp) AS exposed_at
+            FROM events
+            WHERE {where} AND type = 'track' AND event = 'Experiment Viewed'
+                  AND coalesce(properties->>'$.experimentId', properties->>'$.experimentName') = ?
+            GROUP BY 1),
+        conversions AS (
+            SELECT DISTINCT e.visitor FROM exposures e JOIN events c
+              ON coalesce(c.user_id, c.anonymous_id) = e.visitor AND c.type = 'track' AND c.event = ?
+                 AND c.timestamp >= e.exposed_at AND c.timestamp < ? AND c.dt <= ?::DATE)
+        SELECT variant, count(*) AS exposures, count(c.visitor) AS conversions
+        FROM exposures e LEFT JOIN conversions c USING (visitor)
+        GROUP BY 1 ORDER BY 1""", params + [experiment_id, conversion_event, r.until, r.until.date()])
+    df["rate"] = df["conversions"] / df["exposures"]
+    rows = []
+    if len(df):
+        base = df.iloc[0]
+        for _, row in df.iterrows():
+            test = two_proportion_test(int(base.conversions), int(base.exposures), int(row.conversions),
+                                       int(row.exposures), confidence)
+            rows.append(test)
+    for field in ("lift", "ci_low", "ci_high", "p_value"):
+        df[field] = [getattr(t, field) for t in rows]
+    df["significant"] = df["p_value"] < (1 - confidence)
+    return df
+
+
+def sessionize(con, r: Range, timeout_minutes: int = 30) -> pd.DataFrame:
+    """Sessions rebuilt from events alone, in SQL: a visitor's new session starts after a gap longer
+    than the timeout. Comparable with the stream processor's sessions."""
+    where, params = r.where()
+    return _df(con, f"""
+        WITH ordered AS (
+            SELECT {VISITOR} AS visitor, event_id, timestamp, type, path,
+                   CASE WHEN lag(timestamp) OVER w IS NULL
+                             OR timestamp - lag(timestamp) OVER w > INTERVAL {int(timeout_minutes)} MINUTE
+                        THEN 1 ELSE 0 END AS starts
+            FROM events WHERE {where} AND {VISITOR} IS NOT NULL
+            WINDOW w AS (PARTITION BY {VISITOR} ORDER BY timestamp, event_id)),
+        numbered AS (
+            SELECT *, sum(starts) OVER (PARTITION BY visitor ORDER BY timestamp, event_id
+                                        ROWS UNBOUNDED PRECEDING) AS session_number FROM ordered)
+        SELECT visitor, session_number, min(timestamp) AS session_start, max(timestamp) AS session_end,
+               epoch(max(timestamp) - min(timestamp)) AS duration_s, count(*) AS event_count,
+               count(*) FILTER (WHERE type = 'page') AS page_views,
+               arg_min(path, timestamp) FILTER (WHERE type = 'page') AS entry_path,
+               arg_max(path, timestamp) FILTER (WHERE type = 'page') AS exit_path
+        FROM numbered GROUP BY 1, 2 ORDER BY 1, 2""", params)
+
+
+ANALYSES = {
+    "traffic": traffic,
+    "top-pages": top_pages,
+    "top-referrers": top_referrers,
+    "funnel": funnel,
+    "paths": paths,
+    "retention": retention,
+    "experiment": experiment,
+    "sessions": sessionize,
+}

@@ -1,0 +1,163 @@
+"""Each analysis on a small hand-made lake whose answers are counted by hand."""
+
+from datetime import datetime, timedelta, timezone
+
+import pandas as pd
+import pytest
+from scipy.stats import chi2_contingency, norm
+
+from clickstream.settings import Settings
+from query.analyses import Range, Step, experiment, funnel, paths, retention, sessionize, top_pages, top_referrers, \
+    traffic
+from query.engine import connect
+from query.stats import two_proportion_test
+
+T0 = datetime(2026, 11, 20, 10, 0, tzinfo=timezone.utc)
+FIRST_HOUR = Range(T0, T0 + timedelta(hours=1))
+HUMANS_FIRST_HOUR = Range(T0, T0 + timedelta(hours=1), exclude_bots=True)
+ALL = Range(T0 - timedelta(days=1), T0 + timedelta(days=5))
+
+
+def m(minutes=0, days=0):
+    return T0 + timedelta(minutes=minutes, days=days)
+
+
+@pytest.fixture
+def con(tmp_path, event_factory, write_lake):
+    settings = Settings(_env_file=None, lake_dir=tmp_path / "lake")
+
+    def page(visitor, session, path, at, referrer_host=None, bot=False):
+        return event_factory(anonymous_id=visitor, session_id=session, type="page", path=path, timestamp=at,
+                             host="shop.example", referrer_host=referrer_host, is_bot=bot)
+
+    def track(visitor, session, name, at, **props):
+        return event_factory(anonymous_id=visitor, session_id=session, type="track", event=name, path=None,
+                             timestamp=at, properties=props)
+
+    events = [
+        page("v1", "s1", "/", m(0), referrer_host="search.example"), page("v1", "s1", "/pricing", m(1)),
+        track("v1", "s1", "Signup Started", m(2)), page("v1", "s1", "/checkout", m(3)),
+        track("v1", "s1", "Order Completed", m(4)),
+        page("v2", "s2", "/", m(0), referrer_host="search.example"), page("v2", "s2", "/pricing", m(5)),
+        page("v3", "s3", "/pricing", m(0), referrer_host="news.example"), page("v3", "s3", "/checkout", m(1)),
+        page("v4", "s4", "/", m(10), referrer_host="shop.example"), page("v4", "s4", "/checkout", m(11)),
+        page("v4", "s4", "/pricing", m(12)),
+        # later days, for retention and sessions
+        page("v1", "s1b", "/", m(days=2)), page("v3", "s3b", "/", m(days=1)), page("v3", "s3c", "/", m(days=2)),
+        page("v4", "s4b", "/", m(days=1)),
+        page("bot1", "sb", "/", m(30), bot=True),
+    ]
+    write_lake(settings, events)
+    return connect(settings)
+
+
+def test_traffic_by_day(con):
+    df = traffic(con, ALL, "day")
+    assert df["events"].tolist() == [13, 2, 2]
+    assert df["visitors"].tolist() == [5, 2, 2]
+    assert traffic(con, Range(ALL.since, ALL.until, exclude_bots=True), "day")["visitors"].tolist() == [4, 2, 2]
+
+
+def test_top_pages_and_referrers(con):
+    pages = top_pages(con, FIRST_HOUR, limit=3)
+    assert pages.to_dict("list") == {"path": ["/", "/pricing", "/checkout"], "page_views": [4, 4, 3],
+                                     "visitors": [4, 4, 3]}
+    refs = top_referrers(con, FIRST_HOUR)
+    # the site's own host is not a referrer
+    assert refs.to_dict("list") == {"referrer_host": ["search.example", "news.example"], "page_views": [2, 1],
+                                    "visitors": [2, 1]}
+
+
+def test_funnel_within_a_session(con):
+    steps = [Step.parse("/"), Step.parse("/pricing"), Step.parse("/checkout")]
+    df = funnel(con, HUMANS_FIRST_HOUR, steps)
+    assert df["units"].tolist() == [3, 3, 1]
+    assert df["drop_off"].tolist() == [0, 0, 2]
+    assert df["conversion"].tolist() == pytest.approx([1, 1, 1 / 3])
+
+
+def test_funnel_within_minutes_of_the_first_step(con):
+    steps = [Step.parse("/"), Step.parse("/pricing"), Step.parse("/checkout")]
+    assert funnel(con, HUMANS_FIRST_HOUR, steps, within=2)["units"].tolist() == [3, 2, 0]
+    assert funnel(con, FIRST_HOUR, steps, within=2)["units"].tolist() == [4, 2, 0]  # the bot saw "/" too
+
+
+def test_funnel_with_events(con):
+    steps = [Step.parse("/pricing"), Step.parse("Signup Started"), Step.parse("event:Order Completed")]
+    assert funnel(con, FIRST_HOUR, steps)["units"].tolist() == [4, 1, 1]
+
+
+def test_paths_next_and_previous(con):
+    nxt = paths(con, FIRST_HOUR, "/pricing", "next")
+    assert dict(zip(nxt["next_page"], nxt["transitions"])) == {"/checkout": 2, "(exit)": 2}
+    prev = paths(con, FIRST_HOUR, "/checkout", "previous")
+    assert dict(zip(prev["previous_page"], prev["transitions"])) == {"/pricing": 2, "/": 1}
+
+
+def test_retention_by_day(con):
+    df = retention(con, Range(ALL.since, ALL.until, exclude_bots=True), "day")
+    assert df[["offset", "visitors", "cohort_size"]].values.tolist() == [[0, 4, 4], [1, 2, 4], [2, 2, 4]]
+    assert df["share"].tolist() == [1.0, 0.5, 0.5]
+
+
+def test_sessions_rebuilt_in_sql(con):
+    df = sessionize(con, Range(ALL.since, ALL.until, exclude_bots=True), timeout_minutes=30)
+    assert df.groupby("visitor").size().to_dict() == {"v1": 2, "v2": 1, "v3": 3, "v4": 2}
+    v1 = df[df.visitor == "v1"].iloc[0]
+    assert (v1.event_count, v1.page_views, v1.entry_path, v1.exit_path, v1.duration_s) == (5, 3, "/", "/checkout",
+                                                                                         240)
+
+
+def test_experiment_against_scipy(tmp_path, event_factory, write_lake):
+    settings = Settings(_env_file=None, lake_dir=tmp_path / "exp")
+    events, expected = [], {"A": (200, 20), "B": (180, 36)}
+    for variant, (n, conversions) in expected.items():
+        for i in range(n):
+            visitor = f"{variant}{i}"
+            events.append(event_factory(anonymous_id=visitor, type="track", event="Experiment Viewed", path=None,
+                                        timestamp=m(1), properties={"experimentId": "exp1", "variationName": variant}))
+            if i < conversions:
+                events.append(event_factory(anonymous_id=visitor, type="track", event="Order Completed", path=None,
+                                            timestamp=m(5)))
+    # a conversion before exposure does not count
+    events.append(event_factory(anonymous_id="A150", type="track", event="Order Completed", path=None,
+                                timestamp=m(0)))
+    write_lake(settings, events)
+    df = experiment(connect(settings), FIRST_HOUR, "exp1")
+    assert df[["variant", "exposures", "conversions"]].values.tolist() == [["A", 200, 20], ["B", 180, 36]]
+    b = df.iloc[1]
+    p_scipy = chi2_contingency([[20, 180], [36, 144]], correction=False).pvalue
+    assert b.p_value == pytest.approx(p_scipy, rel=1e-9)
+    assert b.lift == pytest.approx((36 / 180 - 0.1) / 0.1)
+    assert bool(b.significant) == bool(p_scipy < 0.05)
+
+
+@pytest.mark.parametrize("c1,n1,c2,n2", [(10, 100, 15, 100), (120, 1000, 95, 1000), (1, 30, 9, 31), (50, 50, 49, 50)])
+def test_two_proportion_test_matches_scipy(c1, n1, c2, n2):
+    t = two_proportion_test(c1, n1, c2, n2, 0.95)
+    assert t.p_value == pytest.approx(chi2_contingency([[c1, n1 - c1], [c2, n2 - c2]], correction=False).pvalue,
+                                      rel=1e-9)
+    p1, p2 = c1 / n1, c2 / n2
+    half = norm.ppf(0.975) * ((p1 * (1 - p1) / n1 + p2 * (1 - p2) / n2) ** 0.5)
+    assert (t.ci_low, t.ci_high) == pytest.approx((p2 - p1 - half, p2 - p1 + half))
+
+
+def test_identical_rates_are_not_significant():
+    t = two_proportion_test(0, 10, 0, 10)
+    assert t.p_value == 1.0 and pd.isna(t.lift)
+
+
+def test_cli_runs_an_analysis(con, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    env = {"CLICKSTREAM_LAKE_DIR": str(tmp_path / "lake"), "CLICKSTREAM_STATE_DIR": str(tmp_path / "state"),
+           "PATH": "/usr/bin:/bin"}
+    args = [sys.executable, "-m", "clickstream", "analyze", "funnel", "--step", "/", "--step", "/pricing",
+            "--since", "2026-11-20T10:00:00", "--until", "2026-11-20T11:00:00", "--exclude-bots", "--format", "json"]
+    result = subprocess.run(args, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert [row["units"] for row in json.loads(result.stdout)] == [3, 3]
+    bad = subprocess.run(args[:4] + ["--step", "/", "--within", "soon"], env=env, capture_output=True, text=True)
+    assert bad.returncode == 2 and "whole number of minutes" in bad.stderr
