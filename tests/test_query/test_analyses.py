@@ -159,5 +159,5 @@ def test_cli_runs_an_analysis(con, tmp_path):
     result = subprocess.run(args, env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert [row["units"] for row in json.loads(result.stdout)] == [3, 3]
-    bad = subprocess.run(args[:4] + ["--step", "/", "--within", "soon"], env=env, capture_output=True, text=True)
+    bad = subprocess.run(args[:5] + ["--step", "/", "--within", "soon"], env=env, capture_output=True, text=True)
     assert bad.returncode == 2 and "whole number of minutes" in bad.stderr
