@@ -66,6 +66,25 @@ def connect(settings: Settings) -> duckdb.DuckDBPyConnection:
     return con
 
 
+def live_files_sql(pattern: str) -> str:
+    """SQL listing a table's live objects: those not superseded by a compacted object.
+
+    Compaction writes one object whose offset range covers the small objects it merged, in the
+    same hour folder and Kafka partition, and deletes the small ones only after a grace period.
+    Readers skip every object whose range lies inside another's, so a query sees each row once
+    whether it lists the files before, during or after a compaction. (An anti join: DuckDB 1.5.5
+    returned wrong rows for the same condition written as a correlated NOT EXISTS.)
+    """
+    return f"""
+        WITH files AS (
+            SELECT file, regexp_extract(file, '^(.*)/[^/]*$', 1) AS dir,
+                   regexp_extract(file, '-p([0-9]+)-([0-9]+)-([0-9]+)[.]parquet$', ['p', 'f', 'l']) AS k
+            FROM glob({_quote(pattern)})),
+        parsed AS (SELECT file, dir, k.p::INTEGER AS p, k.f::BIGINT AS f, k.l::BIGINT AS l FROM files)
+        SELECT a.file FROM parsed a ANTI JOIN parsed b
+            ON b.dir = a.dir AND b.p = a.p AND b.f <= a.f AND b.l >= a.l AND b.file <> a.file"""
+
+
 def refresh_views(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
     """(Re)define one view per table; a table with no objects yet is an empty view of its schema."""
     root = _lake_root(settings)
@@ -74,9 +93,11 @@ def refresh_views(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
         has_files = con.execute(f"SELECT count(*) FROM glob({_quote(pattern)})").fetchone()[0] > 0
         if has_files:
             con.execute(
-                f"""CREATE OR REPLACE VIEW {table} AS SELECT * FROM read_parquet({_quote(pattern)},
-                    hive_partitioning = true, union_by_name = true,
-                    hive_types = {{'dt': DATE, 'hour': INTEGER}})"""
+                f"""CREATE OR REPLACE VIEW {table} AS
+                    SELECT * EXCLUDE (filename) FROM read_parquet({_quote(pattern)},
+                        hive_partitioning = true, union_by_name = true, filename = true,
+                        hive_types = {{'dt': DATE, 'hour': INTEGER}})
+                    WHERE filename IN ({live_files_sql(pattern)})"""
             )
         else:
             empty = pa.Table.from_pylist([], schema=schema).append_column(

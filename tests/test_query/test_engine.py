@@ -4,6 +4,13 @@ import pytest
 
 from clickstream.settings import Settings
 from query.engine import QueryError, connect, httpfs_extension_path, run_query
+from sink.destination import LakeDestination
+from sink.parquet import to_parquet
+from sink.tables import TABLES
+
+
+def event_row(event):
+    return TABLES[0].row(event)
 
 T0 = datetime(2026, 11, 27, 9, 0, tzinfo=timezone.utc)
 
@@ -62,3 +69,23 @@ def test_settings_are_locked_even_outside_run_query(tmp_path):
     con = connect(Settings(_env_file=None, lake_dir=tmp_path / "lake"))
     with pytest.raises(Exception, match="configuration"):
         con.execute("SET enable_external_access = true")
+
+
+def test_objects_superseded_by_a_compacted_object_are_not_read(tmp_path, event_factory):
+    settings = Settings(_env_file=None, lake_dir=tmp_path / "lake")
+    dest = LakeDestination.from_settings(settings)
+    hour = "events/dt=2026-11-27/hour=09"
+    spec = TABLES[0]
+
+    def put(name, n):
+        rows = [event_row(event_factory(timestamp=T0)) for _ in range(n)]
+        dest.put(f"{hour}/{name}.parquet", to_parquet(rows, spec.schema))
+
+    put("events-p0-0-9", 10)
+    put("events-p0-10-19", 10)
+    put("events-p1-0-4", 5)
+    assert run_query(connect(settings), "select count(*) from events")[1] == [(25,)]
+    put("events-p0-0-19", 20)  # the compacted object: the two small p0 ones are now superseded
+    assert run_query(connect(settings), "select count(*) from events")[1] == [(25,)]
+    put("events-p1-5-9", 5)  # a neighbour, not a superset: read
+    assert run_query(connect(settings), "select count(*) from events")[1] == [(30,)]
