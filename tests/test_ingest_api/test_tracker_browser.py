@@ -11,6 +11,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -70,7 +71,7 @@ def api(settings_factory, free_ports, tmp_path) -> Iterator[Api]:
 
 PAGE = """<!doctype html>
 <html><head><meta charset="utf-8"><title>{title}</title>
-<script src="{api}/tracker.js" data-write-key="{key}" {options} async></script>
+<script src="{src}" data-write-key="{key}" {options} async></script>
 <style>body {{ font-family: sans-serif; margin: 2em; }} a, button {{ display: block; margin: .5em 0; }}</style>
 </head><body>
 <h1>{title}</h1>
@@ -90,18 +91,29 @@ PAGE = """<!doctype html>
 
 
 class Site:
-    """A two-page test site on its own loopback port: another origin than the API's, so CORS applies."""
+    """A two-page test site on its own loopback port: another origin than the API's, so CORS applies.
 
-    def __init__(self, api: Api, options: str = ""):
-        fill = dict(api=api.url, key=api.settings.demo_write_key, options=options, outbound=OUTBOUND)
-        pages = {"/": PAGE.format(title="Home", next="/products", **fill).encode(),
-                 "/products": PAGE.format(title="Products", next="/", **fill).encode()}
+    ``self_hosted`` serves a copy of the script from the site itself (as sites do to keep it
+    first-party); the tag then names the API with ``data-api-host``.
+    """
+
+    def __init__(self, api: Api, options: str = "", self_hosted: bool = False):
+        src = f"{api.url}/tracker.js"
+        pages = {}
+        if self_hosted:
+            pages["/assets/tracker.js"] = httpx.get(src).content
+            src, options = "/assets/tracker.js", f'data-api-host="{api.url}" {options}'
+        fill = dict(src=src, key=api.settings.demo_write_key, options=options, outbound=OUTBOUND)
+        pages["/"] = PAGE.format(title="Home", next="/products", **fill).encode()
+        pages["/products"] = PAGE.format(title="Products", next="/", **fill).encode()
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):
-                body = pages.get(self.path.split("?", 1)[0])
+                path = self.path.split("?", 1)[0]
+                body = pages.get(path)
                 self.send_response(200 if body else 404)
-                self.send_header("Content-Type", "text/html; charset=utf-8")
+                kind = "application/javascript" if path.endswith(".js") else "text/html; charset=utf-8"
+                self.send_header("Content-Type", kind)
                 self.end_headers()
                 self.wfile.write(body or b"not found")
 
@@ -121,8 +133,8 @@ class Site:
 def site():
     sites = []
 
-    def make(api: Api, options: str = "") -> Site:
-        sites.append(Site(api, options))
+    def make(api: Api, options: str = "", self_hosted: bool = False) -> Site:
+        sites.append(Site(api, options, self_hosted))
         return sites[-1]
 
     yield make
@@ -200,7 +212,7 @@ PRIVACY_SIGNALS = {
 }
 
 
-def test_do_not_track_and_global_privacy_control_send_and_store_nothing(api, site, browser, read_topic):  # noqa: F811
+def test_do_not_track_and_global_privacy_control_send_and_store_nothing(api, site, browser, read_topic):
     home = site(api)
     sent = []
     for signal, init_script in PRIVACY_SIGNALS.items():
@@ -254,8 +266,28 @@ def test_memory_only_mode_stores_nothing_and_still_sends(api, site, page, read_t
     assert second.context["sessionId"] != first[0].context["sessionId"] and second.user_id is None
 
 
+def test_options_manual_page_views_own_copy_of_the_script_and_fetch_fallback(api, site, page, read_topic):
+    # A beacon the browser cannot queue (its quota is full) leaves the call to fetch with keepalive.
+    page.add_init_script("navigator.sendBeacon = () => false")
+    home = site(api, options='data-auto-page="false"', self_hosted=True)
+    open_page(page, f"{home.url}/")
+    page.click("#compare")  # no automatic page views: the history API is left alone
+    with page.expect_response(lambda r: r.url == f"{api.url}/v1/page") as response:
+        page.evaluate("clickstream.page('Compare', {section: 'catalog'})")
+    assert response.value.status == 200 and response.value.request.resource_type == "fetch"
+    page.click("#pricing")  # clicks are still tracked
+
+    events = read_events(read_topic, api, expected=2)
+    [viewed] = [e for e in events if e.type == "page"]
+    [clicked] = [e for e in events if e.type == "track"]
+    assert (viewed.event, viewed.path, viewed.query) == ("Compare", "/products/compare", "sku=42")
+    assert viewed.referrer is None  # the first page view: the document's referrer, and it was typed in
+    assert viewed.properties["section"] == "catalog"
+    assert clicked.event == "Element Clicked" and clicked.properties["element"] == "Pricing CTA"
+
+
 def test_session_ends_after_30_minutes_without_events(page):
-    """The rule is the tracker's own, so a route plays the API (and the site) and the calls are read in the browser."""
+    """The rule is the tracker's own: a route plays the API (and the site), and the calls are read in the browser."""
     api_url = "http://127.0.0.1:9"  # nothing listens there: every request to it is answered by the route
     script = strip_script(SCRIPT_PATH.read_text())
 
@@ -263,7 +295,8 @@ def test_session_ends_after_30_minutes_without_events(page):
         if route.request.url.endswith("/tracker.js"):
             route.fulfill(body=script, content_type="application/javascript")
         elif route.request.url.endswith("/site"):
-            route.fulfill(body=f'<script src="{api_url}/tracker.js" data-write-key="k"></script>', content_type="text/html")
+            tag = f'<script src="{api_url}/tracker.js" data-write-key="k"></script>'
+            route.fulfill(body=tag, content_type="text/html")
         else:
             route.fulfill(json={"success": True})
 
@@ -275,12 +308,12 @@ def test_session_ends_after_30_minutes_without_events(page):
     page.route(f"{api_url}/**", fake_api)
     page.clock.install()
     calls = [call(lambda: open_page(page, f"{api_url}/site"))]
-    page.clock.fast_forward("29:00")
-    calls.append(call(lambda: page.evaluate("clickstream.track('Within')")))
-    page.clock.fast_forward("30:01")
-    calls.append(call(lambda: page.evaluate("clickstream.track('After')")))
+    # 58 minutes of activity with gaps under 30 minutes are one session; a gap of over 30 minutes ends it.
+    for event, idle in (("Within", "29:00"), ("Still within", "29:00"), ("After", "30:01")):
+        page.clock.fast_forward(idle)
+        calls.append(call(partial(page.evaluate, "(event) => clickstream.track(event)", event)))
 
-    assert [c.get("event", c["type"]) for c in calls] == ["page", "Within", "After"]
+    assert [c.get("event", c["type"]) for c in calls] == ["page", "Within", "Still within", "After"]
     sessions = [c["context"]["sessionId"] for c in calls]
-    assert sessions[0] == sessions[1] != sessions[2]
+    assert sessions[0] == sessions[1] == sessions[2] != sessions[3]
     assert len({c["anonymousId"] for c in calls}) == 1
