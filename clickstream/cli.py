@@ -228,6 +228,71 @@ def format_table(columns: list[str], rows: list[tuple]) -> str:
     return "\n".join(out)
 
 
+# --- lake maintenance -----------------------------------------------------------------
+def _progress(items, label):
+    items = list(items)
+    if not items:
+        return
+    with click.progressbar(items, label=label, file=sys.stderr) as bar:
+        yield from bar
+
+
+@cli.command()
+@click.option("--table", "tables", multiple=True, help="Only these tables (default: all).")
+@click.option("--target-mb", type=int, default=128, show_default=True, help="Size of the merged objects.")
+@click.option("--grace-s", type=int, default=300, show_default=True,
+              help="Merged-away objects are deleted only once their replacement is this old.")
+@click.option("--no-offset-check", is_flag=True,
+              help="Merge without asking Kafka how far the sink has committed (only when the sink is stopped).")
+def compact(tables, target_mb, grace_s, no_offset_check) -> None:
+    """Merge the lake's small objects of closed hours into large ones; readers never see a row twice."""
+    from datetime import datetime, timedelta, timezone
+
+    from clickstream.kafka import committed_offsets
+    from clickstream.topics import Topics
+    from sink.compaction import compact as run_compaction
+    from sink.destination import LakeDestination
+    from sink.tables import by_topic
+
+    settings = _settings()
+    committed = None
+    if not no_offset_check:
+        topics = Topics.from_settings(settings)
+        try:
+            raw = asyncio.run(committed_offsets(settings, topics.group("sink")))
+        except Exception as exc:
+            raise click.ClickException(
+                f"cannot read the sink's committed offsets from Kafka ({exc}); "
+                "with the sink stopped, --no-offset-check compacts anyway") from None
+        tables_by_topic = by_topic(topics)
+        committed = {(tables_by_topic[t].table, p): o for (t, p), o in raw.items() if t in tables_by_topic}
+    report = run_compaction(
+        LakeDestination.from_settings(settings), now=datetime.now(timezone.utc), committed=committed,
+        target_bytes=target_mb * 1024 * 1024, grace=timedelta(seconds=grace_s), tables=list(tables) or None,
+        progress=_progress,
+    )
+    click.echo(f"merged {report.merged_from} objects into {report.merged_objects} ({report.rows} rows); "
+               f"deleted {report.deleted} merged-away objects")
+
+
+@cli.command()
+@click.option("--days", type=int, required=True, help="Keep this many days (today included).")
+@click.option("--table", "tables", multiple=True, help="Only these tables (default: all).")
+def retention(days, tables) -> None:
+    """Delete the lake's day partitions older than --days."""
+    from datetime import datetime, timedelta, timezone
+
+    from sink.compaction import apply_retention
+    from sink.destination import LakeDestination
+
+    if days < 1:
+        raise click.BadParameter("keep at least one day", param_hint="--days")
+    keep_from = datetime.now(timezone.utc).date() - timedelta(days=days - 1)
+    deleted = apply_retention(LakeDestination.from_settings(_settings()), keep_from=keep_from,
+                              tables=list(tables) or None, progress=_progress)
+    click.echo(f"deleted {deleted} objects before {keep_from}")
+
+
 # --- service entry points (the local stack, containers and systemd units run these) ---
 @cli.command()
 def topics() -> None:

@@ -53,3 +53,15 @@ async def create_topics(settings: Settings, *, attempts: int = 30) -> list[str]:
         finally:
             await admin.close()
     return []
+
+
+async def committed_offsets(settings: Settings, group: str) -> dict[tuple[str, int], int]:
+    """The offsets a consumer group has committed, by (topic, partition)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers,
+                                request_timeout_ms=int(settings.produce_timeout_s * 1000))
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    return {(tp.topic, tp.partition): meta.offset for tp, meta in offsets.items() if meta.offset >= 0}

@@ -71,8 +71,7 @@ def live_files_sql(pattern: str) -> str:
 
     Compaction writes one object whose offset range covers the small objects it merged, in the
     same hour folder and Kafka partition, and deletes the small ones only after a grace period.
-    Readers skip every object whose range lies inside another's, so a query sees each row once
-    whether it lists the files before, during or after a compaction. (An anti join: DuckDB 1.5.5
+    An object whose range lies inside another's is not live. (An anti join: DuckDB 1.5.5
     returned wrong rows for the same condition written as a correlated NOT EXISTS.)
     """
     return f"""
@@ -82,22 +81,28 @@ def live_files_sql(pattern: str) -> str:
             FROM glob({_quote(pattern)})),
         parsed AS (SELECT file, dir, k.p::INTEGER AS p, k.f::BIGINT AS f, k.l::BIGINT AS l FROM files)
         SELECT a.file FROM parsed a ANTI JOIN parsed b
-            ON b.dir = a.dir AND b.p = a.p AND b.f <= a.f AND b.l >= a.l AND b.file <> a.file"""
+            ON b.dir = a.dir AND b.p = a.p AND b.f <= a.f AND b.l >= a.l AND b.file <> a.file
+        ORDER BY a.file"""
 
 
 def refresh_views(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
-    """(Re)define one view per table; a table with no objects yet is an empty view of its schema."""
+    """(Re)define one view per table over its live objects at this moment.
+
+    The view names its files explicitly, listed once: a view over a glob would list the
+    objects again when a query is planned, and a compaction finishing between the two
+    listings could hide rows. Objects stay readable for the compaction grace period, so
+    a query planned on this list reads each row exactly once. A table with no objects yet
+    is an empty view of its schema.
+    """
     root = _lake_root(settings)
     for table, schema in SCHEMAS.items():
-        pattern = table_glob(root, table)
-        has_files = con.execute(f"SELECT count(*) FROM glob({_quote(pattern)})").fetchone()[0] > 0
-        if has_files:
+        files = [row[0] for row in con.execute(live_files_sql(table_glob(root, table))).fetchall()]
+        if files:
+            listed = ", ".join(_quote(f) for f in files)
             con.execute(
-                f"""CREATE OR REPLACE VIEW {table} AS
-                    SELECT * EXCLUDE (filename) FROM read_parquet({_quote(pattern)},
-                        hive_partitioning = true, union_by_name = true, filename = true,
-                        hive_types = {{'dt': DATE, 'hour': INTEGER}})
-                    WHERE filename IN ({live_files_sql(pattern)})"""
+                f"""CREATE OR REPLACE VIEW {table} AS SELECT * FROM read_parquet([{listed}],
+                    hive_partitioning = true, union_by_name = true,
+                    hive_types = {{'dt': DATE, 'hour': INTEGER}})"""
             )
         else:
             empty = pa.Table.from_pylist([], schema=schema).append_column(
@@ -122,9 +127,15 @@ def check_read_only(con: duckdb.DuckDBPyConnection, sql: str) -> None:
         raise QueryError(f"only SELECT queries are allowed here (got {statements[0].type.name})")
 
 
-def run_query(con: duckdb.DuckDBPyConnection, sql: str):
-    """Run one read-only statement and return (column names, rows)."""
+def run_query(con: duckdb.DuckDBPyConnection, sql: str, refresh: Settings | None = None):
+    """Run one read-only statement and return (column names, rows).
+
+    With ``refresh`` (the settings), the views are first brought up to date with the lake,
+    for long-lived connections.
+    """
     check_read_only(con, sql)
+    if refresh is not None:
+        refresh_views(con, refresh)
     try:
         cursor = con.execute(sql)
         columns = [d[0] for d in cursor.description] if cursor.description else []

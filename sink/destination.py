@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
+
 import pyarrow.fs as pafs
 
 from clickstream.settings import Settings
@@ -12,6 +15,13 @@ class DestinationUnavailable(Exception):
     """The lake's storage refused or could not be reached; the write may be retried."""
 
     retriable = True
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str  # relative to the lake root
+    size: int
+    modified: datetime | None
 
 
 class LakeDestination:
@@ -48,12 +58,30 @@ class LakeDestination:
         except OSError as exc:
             raise DestinationUnavailable(f"cannot write {path}: {exc}") from exc
 
-    def list_keys(self, prefix: str) -> list[str]:
-        """Keys (relative to the lake root) of the objects under ``prefix``; empty if none."""
+    def list_objects(self, prefix: str) -> list[ObjectInfo]:
+        """Objects (keys relative to the lake root) under ``prefix``; empty if none."""
         selector = pafs.FileSelector(f"{self._base}/{prefix}", allow_not_found=True, recursive=True)
         try:
             infos = self._fs.get_file_info(selector)
         except OSError as exc:
             raise DestinationUnavailable(f"cannot list {prefix}: {exc}") from exc
         start = len(self._base) + 1
-        return [i.path[start:] for i in infos if i.type == pafs.FileType.File]
+        return [ObjectInfo(i.path[start:], i.size, i.mtime) for i in infos if i.type == pafs.FileType.File]
+
+    def list_keys(self, prefix: str) -> list[str]:
+        return [o.key for o in self.list_objects(prefix)]
+
+    def get(self, key: str) -> bytes:
+        try:
+            with self._fs.open_input_file(f"{self._base}/{key}") as f:
+                return f.read()
+        except OSError as exc:
+            raise DestinationUnavailable(f"cannot read {key}: {exc}") from exc
+
+    def delete(self, key: str) -> None:
+        try:
+            self._fs.delete_file(f"{self._base}/{key}")
+        except FileNotFoundError:
+            pass  # already gone: deleting is idempotent
+        except OSError as exc:
+            raise DestinationUnavailable(f"cannot delete {key}: {exc}") from exc
