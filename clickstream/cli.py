@@ -228,6 +228,17 @@ def format_table(columns: list[str], rows: list[tuple]) -> str:
     return "\n".join(out)
 
 
+@cli.command()
+@click.option("--engine", type=click.Choice(["athena", "trino"]), required=True)
+@click.option("--schema", "catalog_schema", default="hive.clickstream", show_default=True,
+              help="Trino catalog.schema to create the tables in.")
+def ddl(engine, catalog_schema) -> None:
+    """Print CREATE TABLE statements so Athena or Trino can query the same lake."""
+    from query.ddl import ddl as statements
+
+    click.echo(statements(engine, _settings().s3_bucket, catalog_schema), nl=False)
+
+
 # --- lake maintenance -----------------------------------------------------------------
 def _progress(items, label):
     items = list(items)
