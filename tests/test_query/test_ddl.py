@@ -9,7 +9,7 @@ def test_every_table_and_column_is_declared(engine):
     text = ddl(engine, "my-bucket")
     for table, schema in SCHEMAS.items():
         assert f"s3://my-bucket/{table}/" in text
-        block = text.split(f"{table} (", 1)[1].split(")", 1)[0]
+        block = text.split(f"{table} (", 1)[1].split("\n)", 1)[0]
         for field in schema:
             assert f"{field.name}" in block, (table, field.name)
     if engine == "athena":
