@@ -239,6 +239,61 @@ def ddl(engine, catalog_schema) -> None:
     click.echo(statements(engine, _settings().s3_bucket, catalog_schema), nl=False)
 
 
+@cli.group()
+def replay() -> None:
+    """Send stored data back through the pipeline."""
+
+
+@replay.command("invalid")
+@click.option("--since", type=click.DateTime(), required=True, help="Rejections received from (UTC).")
+@click.option("--until", type=click.DateTime(), help="...until (UTC, exclusive); default now.")
+@click.option("--reason", help="Only rejections whose reason contains this text.")
+@click.option("--source", help="Only this source's rejections.")
+@click.option("--api", "api_url", help="The API to send to; default the local stack's.")
+@click.option("--dry-run", is_flag=True, help="Show how many would be sent, send nothing.")
+def replay_invalid(since, until, reason, source, api_url, dry_run) -> None:
+    """Replay rejected events (from the invalid_events table) through the API's validation."""
+    from datetime import datetime, timezone
+
+    import httpx
+
+    from clickstream.sources import SourceRegistry
+    from ingest_api.replay import StoredRejection
+    from ingest_api.replay import replay as run_replay
+    from query.engine import connect
+
+    settings = _settings()
+    utc = timezone.utc
+    clauses, params = ["received_at >= ?", "received_at < ?"], [since.replace(tzinfo=utc),
+                                                                (until.replace(tzinfo=utc) if until else
+                                                                 datetime.now(utc))]
+    if reason:
+        clauses.append("contains(reason, ?)")
+        params.append(reason)
+    if source:
+        clauses.append("source = ?")
+        params.append(source)
+    try:
+        rows = connect(settings).execute(
+            "SELECT source, reason, payload, endpoint, batch_index, request_id FROM invalid_events "
+            f"WHERE {' AND '.join(clauses)} ORDER BY received_at", params).fetchall()
+    except Exception as exc:
+        raise click.ClickException(f"cannot read invalid_events: {exc}") from None
+    rejections = [StoredRejection(*row) for row in rows]
+    click.echo(f"{len(rejections)} rejected events match")
+    if dry_run or not rejections:
+        return
+    keys = {s.name: s.write_key for s in SourceRegistry.from_settings(settings).sources}
+    with httpx.Client(base_url=api_url or settings.url(settings.api_port), timeout=30) as client:
+        try:
+            report = run_replay(rejections, keys, client)
+        except (httpx.HTTPError, RuntimeError) as exc:
+            raise click.ClickException(f"replay stopped: {exc}") from None
+    click.echo(f"sent {report.sent}: {report.accepted} accepted, {report.rejected} rejected again")
+    for problem in report.unsendable:
+        click.echo(f"not sent: {problem}", err=True)
+
+
 # --- lake maintenance -----------------------------------------------------------------
 def _progress(items, label):
     items = list(items)
