@@ -11,8 +11,9 @@ Measured in one run, on one machine, against one broker, with the same concurren
                   events the API would write for the same bodies (built with the API's
                   ``build_event`` before timing), so they have the same size and the same
                   key (the visitor id).
-* ``no-kafka`` -- the same API app under uvicorn with a producer that returns at once: the cost
-                  of HTTP, FastAPI, validation and enrichment without the broker
+* ``no-kafka`` -- the API's own entry point (``ingest_api.main.run``: same app, logging and
+                  uvicorn options) with a producer that returns at once: the cost of HTTP,
+                  FastAPI, validation, enrichment and logging without the broker
                   (``--no-kafka-baseline`` leaves it out).
 
 Each repetition runs the three in turn (the order rotates) over ``--events`` events; the
@@ -22,8 +23,8 @@ the API's raw topic and the baseline's topic are read back from the beginning an
 record counts compared with the number of 200 answers and of acknowledged sends.
 
 The load generator is aiohttp by default. ``--client httpx`` uses one ``httpx.AsyncClient``
-instead; on a 2-core machine its own CPU use (around 1 to 3 ms per request with 32
-connections) then limits the run more than the API does.
+instead: on the 2-core machine of BENCHMARKS.md it spent about 2.8 ms of CPU per request
+with 32 connections (aiohttp: about 0.2 ms), so the client, not the API, set the pace.
 
 By default it starts its own SeaweedFS and Tansu (log on S3, as ``clickstream up`` does) on
 free loopback ports in a temporary directory and stops them at the end; ``--bootstrap``
@@ -49,28 +50,32 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 import aiohttp
 import httpx
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import KafkaError
 
 from clickstream.kafka import create_topics, producer_config
-from clickstream.settings import Settings, load_settings
+from clickstream.settings import LOOPBACK, Settings, load_settings
 from clickstream.stack.components import SERVICES_STAGE, Component, stack_components
 from clickstream.stack.probes import free_port, free_port_pair, http_ok
 from clickstream.stack.servers import GRPC_OFFSET
-from clickstream.stack.supervisor import Supervisor
+from clickstream.stack.supervisor import StackError, Supervisor, tail
 from clickstream.topics import Topics
-from ingest_api.enrich import build_event, parse_incoming
+from ingest_api.enrich import Requester, build_event, parse_incoming
 
 WRITE_KEY = "bench-write-key"
+USER_AGENT = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+              "Chrome/124.0.0.0 Safari/537.36")
 HEADERS = {"Authorization": "Basic " + base64.b64encode(f"{WRITE_KEY}:".encode()).decode(),
-           "Content-Type": "application/json"}
+           "Content-Type": "application/json", "User-Agent": USER_AGENT}
 Call = Callable[[int], Awaitable[bool]]  # sends event i; True when it was accepted
 Post = Callable[[bytes], Awaitable[int]]  # posts one body; the HTTP status
 
@@ -81,6 +86,7 @@ class Run:
     failed: int
     seconds: float
     latencies: list[float]
+    errors: Counter[str]  # exceptions instead of an answer, by repr
 
     @property
     def rate(self) -> float:
@@ -94,27 +100,33 @@ class Run:
 class Total:
     ok: int = 0
     failed: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
 
     def add(self, run: Run) -> None:
         self.ok += run.ok
         self.failed += run.failed
+        self.errors.update(run.errors)
 
 
 async def drive(call: Call, n: int, concurrency: int) -> Run:
     """``call(i)`` for i in range(n) from ``concurrency`` tasks; each call's latency is kept."""
-    todo, latencies, failed = iter(range(n)), [], 0
+    todo, latencies, failed, errors = iter(range(n)), [], 0, Counter()
 
     async def worker() -> None:
         nonlocal failed
         for i in todo:
             start = time.perf_counter()
-            ok = await call(i)
+            try:
+                ok = await call(i)
+            except (OSError, asyncio.TimeoutError, aiohttp.ClientError, httpx.HTTPError, KafkaError) as exc:
+                ok = False
+                errors[repr(exc)] += 1
             latencies.append(time.perf_counter() - start)
             failed += not ok
 
     start = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return Run(n - failed, failed, time.perf_counter() - start, latencies)
+    return Run(n - failed, failed, time.perf_counter() - start, latencies, errors)
 
 
 def page_bodies(n: int, visitors: int) -> list[bytes]:
@@ -157,10 +169,11 @@ def http_call(post: Post, bodies: list[bytes]) -> Call:
 
 def producer_call(producer: AIOKafkaProducer, topic: str, settings: Settings,
                   bodies: list[bytes]) -> Call:
-    # The records the API would write for these bodies, built before timing.
+    # The records the API would write for these bodies (same client address and agent), built before timing.
     now = datetime.now(timezone.utc)
-    events = [build_event(parse_incoming(json.loads(b), "page"), source=settings.demo_source, received_at=now)
-              for b in bodies]
+    requester = Requester(ip=LOOPBACK, user_agent=USER_AGENT, anonymize_ip=settings.anonymize_ip)
+    events = [build_event(parse_incoming(json.loads(b), "page"), source=settings.demo_source, received_at=now,
+                          requester=requester) for b in bodies]
     records = [(e.visitor_id.encode(), e.to_bytes()) for e in events]
 
     async def send(i: int) -> bool:
@@ -171,22 +184,22 @@ def producer_call(producer: AIOKafkaProducer, topic: str, settings: Settings,
     return send
 
 
-async def read_back(settings: Settings, topic: str, timeout: float = 120) -> tuple[int, int, float]:
-    """Records on ``topic`` from the beginning to its current end: (count, distinct event ids, mean bytes)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None,
+async def read_back(settings: Settings, topic: str, idle_s: int = 3) -> tuple[int, int, float]:
+    """Every record on ``topic``: (count, distinct event ids, mean bytes).
+
+    It reads until nothing came for ``idle_s`` seconds rather than up to the end offsets:
+    Tansu's S3 engine was seen reporting end offsets below the last record it serves.
+    """
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=settings.bootstrap_servers, group_id=None,
                                 enable_auto_commit=False, auto_offset_reset="earliest")
     await consumer.start()
+    values: list[bytes] = []
     try:
-        partitions = [TopicPartition(topic, p) for p in range(settings.topic_partitions)]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        end = await consumer.end_offsets(partitions)
-        values: list[bytes] = []
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if all([await consumer.position(tp) >= end[tp] for tp in partitions]):
-                break
-            for batch in (await consumer.getmany(timeout_ms=1000)).values():
+        idle = 0
+        while idle < idle_s:
+            batches = (await consumer.getmany(timeout_ms=1000)).values()
+            idle = 0 if any(batches) else idle + 1
+            for batch in batches:
                 values.extend(r.value for r in batch)
     finally:
         await consumer.stop()
@@ -233,26 +246,32 @@ async def measure(args, settings: Settings, base: Settings, urls: dict[str, str]
         ok = count == totals[name].ok and (name != "api" or distinct == count)
         print(f"  {name:<9} {topic}: {count} records ({distinct} distinct event ids, mean {size:.0f} bytes); "
               f"{totals[name].ok} acknowledged, {totals[name].failed} failed -> {'OK' if ok else 'MISMATCH'}")
+        for error, times in totals[name].errors.most_common(5):
+            print(f"    {times} x {error}")
 
 
 class NoKafka:
     """A producer that accepts everything at once: the API without the broker."""
 
-    async def send(self, topic: str, key: str, value: bytes) -> None:
+    def __init__(self, _settings: Settings):
+        pass
+
+    async def send_many(self, records: list[tuple[str, str, bytes]]) -> None:
         return None
+
+    async def ready(self, topic: str) -> bool:
+        return True
 
     async def stop(self) -> None:
         return None
 
 
 def serve_no_kafka() -> None:
-    import uvicorn
+    """``clickstream api`` as it is (logging, uvicorn options), with :class:`NoKafka` as its producer."""
+    import ingest_api.main
 
-    from ingest_api.app import create_app
-
-    settings = load_settings()
-    uvicorn.run(create_app(settings, NoKafka()), host=settings.host, port=settings.api_port,
-                log_level=settings.log_level.lower())
+    ingest_api.main.KafkaEventProducer = NoKafka
+    ingest_api.main.run(load_settings())
 
 
 def cpu_model() -> str:
@@ -295,7 +314,7 @@ def main() -> None:
             url = bare.url(bare.api_port)
             components.append(Component(
                 name="no-kafka", command=[sys.executable, str(Path(__file__).resolve()), "--serve-no-kafka"],
-                port=bare.api_port, url=url, ready=lambda: http_ok(url + "/health"), env=bare.as_env(),
+                port=bare.api_port, url=url, ready=lambda: http_ok(url + "/healthz"), env=bare.as_env(),
             ))
             urls["no-kafka"] = url
 
@@ -312,6 +331,10 @@ def main() -> None:
         try:
             supervisor.start(before_stage=before_stage)
             asyncio.run(measure(args, settings, base, urls))
+        except StackError:
+            for log in sorted(settings.logs_dir.glob("*.log")):  # the temporary directory goes away
+                print(f"--- {log.name}\n{tail(log)}", file=sys.stderr)
+            raise
         finally:
             supervisor.stop()
 

@@ -325,12 +325,12 @@ def compact(tables, target_mb, grace_s, no_offset_check) -> None:
     if not no_offset_check:
         topics = Topics.from_settings(settings)
         try:
-            raw = asyncio.run(committed_offsets(settings, topics.group("sink")))
+            tables_by_topic = by_topic(topics)
+            raw = asyncio.run(committed_offsets(settings, topics.group("sink"), list(tables_by_topic)))
         except Exception as exc:
             raise click.ClickException(
                 f"cannot read the sink's committed offsets from Kafka ({exc}); "
                 "with the sink stopped, --no-offset-check compacts anyway") from None
-        tables_by_topic = by_topic(topics)
         committed = {(tables_by_topic[t].table, p): o for (t, p), o in raw.items() if t in tables_by_topic}
     report = run_compaction(
         LakeDestination.from_settings(settings), now=datetime.now(timezone.utc), committed=committed,

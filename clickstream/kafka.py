@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
@@ -55,13 +56,23 @@ async def create_topics(settings: Settings, *, attempts: int = 30) -> list[str]:
     return []
 
 
-async def committed_offsets(settings: Settings, group: str) -> dict[tuple[str, int], int]:
-    """The offsets a consumer group has committed, by (topic, partition)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers,
-                                request_timeout_ms=int(settings.produce_timeout_s * 1000))
-    await admin.start()
+async def committed_offsets(settings: Settings, group: str, topics: list[str]) -> dict[tuple[str, int], int]:
+    """The offsets a consumer group has committed on these topics, by (topic, partition).
+
+    Asked through a consumer of the group that joins nothing (the admin client's OffsetFetch
+    is not understood by every Kafka-protocol broker: Tansu's answer fails to parse).
+    """
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=group,
+                                enable_auto_commit=False)
+    await consumer.start()
     try:
-        offsets = await admin.list_consumer_group_offsets(group)
+        await consumer.topics()  # loads the cluster metadata
+        offsets = {}
+        for topic in topics:
+            for partition in sorted(consumer.partitions_for_topic(topic) or ()):
+                committed = await consumer.committed(TopicPartition(topic, partition))
+                if committed is not None:
+                    offsets[(topic, partition)] = committed
+        return offsets
     finally:
-        await admin.close()
-    return {(tp.topic, tp.partition): meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
+        await consumer.stop()

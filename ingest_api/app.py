@@ -269,6 +269,21 @@ def create_app(
         app.add_api_route(path, route(None), methods=["POST"], include_in_schema=path == "/v1/batch",
                           summary="Send up to 500 KB of calls: {\"batch\": [...], \"sentAt\": ...}")
 
+    @app.post("/v1/m", include_in_schema=False)
+    async def library_telemetry(request: Request) -> JSONResponse:
+        """analytics.js posts counters about itself here (no write key). They are counted and dropped:
+        acknowledging them spares every visitor's browser a failed request every 30 s."""
+        raw = await request.body()
+        try:
+            body = decode_body(raw, content_type=request.headers.get("content-type"),
+                               content_encoding=request.headers.get("content-encoding"), limit=MAX_EVENT_BYTES)
+        except IngestError as exc:
+            return _error(exc.status, str(exc), uuid.uuid4().hex)
+        series = body.get("series") if isinstance(body, dict) else None
+        if isinstance(series, list):
+            metrics.client_metrics.inc(len(series))
+        return JSONResponse({"success": True})
+
     install_openapi(app, list(CALL_TYPES), "/v1/batch")
 
     @app.get("/healthz")

@@ -20,6 +20,10 @@ class IngestMetrics:
             "clickstream_ingest_events", "Events by outcome (accepted, rejected) and reason", ["outcome", "reason"],
             registry=self.registry,
         )
+        self.client_metrics = Counter(
+            "clickstream_ingest_client_metric_series", "Telemetry series analytics.js reported about itself",
+            registry=self.registry,
+        )
         self.produce_seconds = Histogram(
             "clickstream_ingest_produce_seconds", "Time until Kafka acknowledged a request's events",
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
