@@ -39,6 +39,7 @@ class Server:
     process: subprocess.Popen
     port: int
     log: Path
+    other_ports: dict | None = None
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -76,21 +77,30 @@ def start_tansu(port: int, s3_endpoint: str, log: Path, storage: str | None = No
     return Server(process, port, log)
 
 
-@pytest.fixture(scope="session")
-def s3_server(tmp_path_factory) -> Server:
-    data = tmp_path_factory.mktemp("seaweedfs")
-    port = free_port_pair(GRPC_OFFSET)
-    other = {flag: free_port_pair(GRPC_OFFSET) for flag in WEED_PORT_FLAGS}
+def start_weed(data: Path, buckets: list[str], port: int | None = None, other: dict | None = None) -> Server:
+    """A SeaweedFS S3 server on free loopback ports (or the given ones, to restart it on its data)."""
+    data.mkdir(parents=True, exist_ok=True)
+    port = port or free_port_pair(GRPC_OFFSET)
+    other = other or {flag: free_port_pair(GRPC_OFFSET) for flag in WEED_PORT_FLAGS}
     log = data / "weed.log"
-    process = _start(
-        weed_command(data / "data", port, [BROKER_LOG_BUCKET], other), weed_env(ACCESS_KEY, SECRET_KEY), log
-    )
+    process = _start(weed_command(data / "data", port, buckets, other), weed_env(ACCESS_KEY, SECRET_KEY), log)
     server = Server(process, port, log)
-    settings = Settings(_env_file=None, s3_endpoint=f"http://127.0.0.1:{port}", s3_bucket=BROKER_LOG_BUCKET,
+    server.other_ports = other
+    settings = Settings(_env_file=None, s3_endpoint=f"http://127.0.0.1:{port}", s3_bucket=buckets[0],
                         s3_access_key=ACCESS_KEY, s3_secret_key=SECRET_KEY)
     try:
         wait_until(lambda: process.poll() is not None or bucket_exists(settings), 60, "SeaweedFS")
         assert process.poll() is None, log.read_text()[-3000:]
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory) -> Server:
+    server = start_weed(tmp_path_factory.mktemp("seaweedfs"), [BROKER_LOG_BUCKET])
+    try:
         yield server
     finally:
         server.stop()
@@ -199,7 +209,6 @@ def running_api(tmp_path):
     Returns a function ``start(settings) -> base_url``; servers stop when the test ends.
     """
     import sys
-    import urllib.request
 
     from clickstream.stack.probes import http_ok
 
