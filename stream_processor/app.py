@@ -1,7 +1,8 @@
 """Faust wiring: topics, tables and thin agents around the pure logic modules.
 
-* ``sessionize`` reads ``clickstream.raw`` (keyed by visitor), gives each event its
-  session id from the visitor's session table and forwards it to ``clickstream.events``.
+* ``sessionize`` reads ``clickstream.raw`` (keyed by visitor), drops repeated deliveries of
+  an event id, gives each event its session id from the visitor's state and forwards it to
+  ``clickstream.events``.
 * ``count_page_views`` reads ``clickstream.events`` re-keyed by source and path and
   counts page views per tumbling event-time window; when a window's count reaches
   the threshold it sends a reaction to ``clickstream.reactions``.
@@ -19,6 +20,7 @@ from pydantic import ValidationError
 from clickstream.events import Event
 from clickstream.settings import Settings
 from clickstream.topics import Topics
+from stream_processor.dedup import check_and_remember
 from stream_processor.rules import page_view_threshold
 from stream_processor.sessions import SessionState, assign_session
 from stream_processor.windows import count_event
@@ -27,6 +29,8 @@ log = logging.getLogger(__name__)
 
 # Windows kept open per path behind the newest one: later events are counted as late.
 RETAIN_WINDOWS = 3
+# How far back (in event time, behind a visitor's latest event) a repeated delivery is recognised.
+DEDUP_HORIZON_S = 24 * 3600
 
 
 def page_view_subject(event: Event) -> str:
@@ -79,14 +83,21 @@ def create_app(settings: Settings) -> faust.App:
                 stats["undecodable_raw"] += 1
                 log.error("undecodable record on %s: %s", topics.raw, exc)
                 continue
+            visitor = visitor_sessions[event.visitor_id] or {}
+            repeat, seen = check_and_remember(
+                visitor.get("seen", {}), event.event_id, event.timestamp.timestamp(), DEDUP_HORIZON_S
+            )
+            if repeat:
+                stats["duplicates_dropped"] += 1
+                continue
             state = assign_session(
-                SessionState.from_dict(visitor_sessions[event.visitor_id]),
+                SessionState.from_dict(visitor.get("session")),
                 visitor_id=event.visitor_id,
                 event_id=event.event_id,
                 event_time=event.timestamp,
                 timeout=timeout,
             )
-            visitor_sessions[event.visitor_id] = state.to_dict()
+            visitor_sessions[event.visitor_id] = {"session": state.to_dict(), "seen": seen}
             sessionized = event.model_copy(update={"session_id": state.session_id})
             await events.send(key=event.visitor_id.encode(), value=sessionized.to_bytes())
             stats["sessionized"] += 1

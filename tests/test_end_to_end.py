@@ -98,6 +98,11 @@ def test_post_to_reaction_and_lake(settings_factory, free_ports, tmp_path):
             assert r.status_code == 200, r.text
             ids.append(r.json()["event_id"])
         assert httpx.post(f"{api}/v1/page", content=b"{oops", auth=auth).status_code == 400
+        # An SDK retrying a delivery sends the same messageId twice: the lake keeps it once.
+        retried = {"anonymousId": "v1", "event": "Retried", "messageId": "dup-1", "timestamp": minute}
+        for _ in range(2):
+            assert httpx.post(f"{api}/v1/track", json=retried, auth=auth, timeout=10).status_code == 200
+        ids.append("dup-1")
 
         reactions = wait_for(lambda: webhook.received, 90, "the reaction at the webhook")
         time.sleep(2)  # a second delivery would be a defect: give it the chance to show
@@ -122,7 +127,7 @@ def test_post_to_reaction_and_lake(settings_factory, free_ports, tmp_path):
         # v1 sent three events within the session timeout: one session.
         assert len(sessions["v1"]) == 1 and len(sessions) == 6
         count = clickstream("query", "select count(*) as n from events", env=env, cwd=tmp_path)
-        assert "| 8 " in count.stdout
+        assert "| 9 " in count.stdout
 
         # The rejected POST and the fired reaction are in their tables too.
         def table(sql):
