@@ -89,3 +89,20 @@ def test_objects_superseded_by_a_compacted_object_are_not_read(tmp_path, event_f
     assert run_query(connect(settings), "select count(*) from events")[1] == [(25,)]
     put("events-p1-5-9", 5)  # a neighbour, not a superset: read
     assert run_query(connect(settings), "select count(*) from events")[1] == [(30,)]
+
+
+def test_older_objects_with_fewer_columns_still_read(tmp_path, event_factory):
+    """Schema evolution by name: an object written before a column existed reads it as NULL."""
+    import pyarrow as pa
+
+    settings = Settings(_env_file=None, lake_dir=tmp_path / "lake")
+    dest = LakeDestination.from_settings(settings)
+    hour = "events/dt=2026-11-27/hour=09"
+    new_rows = [event_row(event_factory(timestamp=T0, browser="Chrome")) for _ in range(3)]
+    dest.put(f"{hour}/events-p0-10-12.parquet", to_parquet(new_rows, TABLES[0].schema))
+    old_schema = pa.schema([f for f in TABLES[0].schema if f.name not in ("browser", "os", "traits")])
+    old_rows = [{k: v for k, v in event_row(event_factory(timestamp=T0)).items() if k in old_schema.names}
+                for _ in range(2)]
+    dest.put(f"{hour}/events-p0-0-1.parquet", to_parquet(old_rows, old_schema))
+    _, rows = run_query(connect(settings), "select count(*), count(browser), count(event_id) from events")
+    assert rows == [(5, 3, 5)]
