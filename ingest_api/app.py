@@ -76,6 +76,20 @@ def _error(status: int, message: str, request_id: str, headers: dict[str, str] |
     )
 
 
+async def read_limited(request: Request, limit: int) -> bytes:
+    """The body, refused as soon as it passes ``limit`` bytes (a huge upload is never held in memory)."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"request is {int(declared) // 1024} KB; the limit is {limit // 1024} KB")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"request is over {limit // 1024} KB, the limit")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def _truncated_json(value: Any) -> str:
     text = value if isinstance(value, str) else json.dumps(value, default=str)
     return text[: RejectedEvent.PAYLOAD_LIMIT]
@@ -190,10 +204,8 @@ def create_app(
         source: Source | None = None
         outcome = Outcome()
         try:
-            raw = await request.body()
+            raw = await read_limited(request, MAX_REQUEST_BYTES)
             limit = MAX_REQUEST_BYTES if call_type is None else MAX_EVENT_BYTES
-            if len(raw) > MAX_REQUEST_BYTES:
-                raise PayloadTooLarge(f"request is {len(raw) // 1024} KB; the limit is {MAX_REQUEST_BYTES // 1024} KB")
             # A malformed body cannot name its write key; the header still can, so try that first.
             try:
                 body = decode_body(raw, content_type=request.headers.get("content-type"),

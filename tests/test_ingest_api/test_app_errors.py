@@ -66,3 +66,13 @@ def test_broker_down_is_503_with_retry_after():
     assert response.status_code == 503
     assert response.headers["Retry-After"]
     assert response.json()["success"] is False
+
+
+def test_a_request_streamed_past_the_limit_is_refused():
+    def endless():
+        for _ in range(10_000):  # 80 MB if it were all read
+            yield b" " * 8192
+
+    response = client(MustNotProduce()).post("/v1/batch", content=endless(), auth=(KEY, ""),
+                                              headers={"Content-Type": "application/json"})
+    assert response.status_code == 413 and "limit" in response.json()["error"]
