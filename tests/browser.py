@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
@@ -79,3 +81,27 @@ def page(browser: Browser) -> Iterator[Page]:
         yield context.new_page()
     finally:
         context.close()
+
+
+class StaticSite:
+    """Files served on their own loopback port (so another origin than the API's): ``{path: (type, bytes)}``."""
+
+    def __init__(self, files: dict[str, tuple[str, bytes]]):
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                kind, body = files.get(self.path.split("?", 1)[0], ("text/plain", None))
+                self.send_response(200 if body is not None else 404)
+                self.send_header("Content-Type", kind)
+                self.end_headers()
+                self.wfile.write(body if body is not None else b"not found")
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

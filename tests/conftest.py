@@ -202,6 +202,11 @@ def free_ports():
     return free_port
 
 
+def api_log(tmp_path: Path, settings: Settings) -> Path:
+    """Where ``running_api`` writes the log of the API it started for these settings."""
+    return tmp_path / f"api-{settings.api_port}.log"
+
+
 @pytest.fixture
 def running_api(tmp_path):
     """Starts the API as users run it (`python -m clickstream api`, a real uvicorn server) for given settings.
@@ -217,7 +222,7 @@ def running_api(tmp_path):
     def start(settings: Settings) -> str:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CLICKSTREAM_")}
         env.update(settings.as_env())
-        log = tmp_path / f"api-{settings.api_port}.log"
+        log = api_log(tmp_path, settings)
         process = _start([sys.executable, "-m", "clickstream", "api"], env, log)
         processes.append(process)
         url = settings.url(settings.api_port)

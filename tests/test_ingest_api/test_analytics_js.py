@@ -32,17 +32,15 @@ import json
 import shutil
 import subprocess
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from browser import CHROMIUM, CHROMIUM_ARGS, leaves_machine, off_loop
+from browser import CHROMIUM, CHROMIUM_ARGS, StaticSite, leaves_machine, off_loop
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
 from clickstream.events import Event
@@ -139,36 +137,17 @@ PAGE = """<!doctype html>
 """
 
 
-class Site:
+class Site(StaticSite):
     """A shop on its own loopback port, so another origin than the API's: a home page linking to a
     checkout page, both with the analytics.js bundle in a script tag."""
 
     def __init__(self, bundle: Path):
         html = "text/html; charset=utf-8"
-        files = {
+        super().__init__({
             "/": (html, PAGE.format(title="Home", bundle=BUNDLE_PATH, next=CHECKOUT).encode()),
             "/shop/checkout": (html, PAGE.format(title="Checkout", bundle=BUNDLE_PATH, next="/").encode()),
             BUNDLE_PATH: ("application/javascript; charset=utf-8", bundle.read_bytes()),
-        }
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):
-                kind, body = files.get(urlsplit(self.path).path, ("text/plain", None))
-                self.send_response(200 if body else 404)
-                self.send_header("Content-Type", kind)
-                self.end_headers()
-                self.wfile.write(body or b"not found")
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        })
 
 
 @pytest.fixture

@@ -5,25 +5,18 @@ one tag; what the visitor does is read back from ``clickstream.raw``."""
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
-import threading
-from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 import pytest
-from browser import browser, isolated_context, off_loop, page, screenshot  # noqa: F401  (fixtures)
-from conftest import wait_until
+from browser import StaticSite, browser, isolated_context, off_loop, page, screenshot  # noqa: F401  (fixtures)
+from conftest import api_log
 
 from clickstream.events import Event
 from clickstream.kafka import create_topics
 from clickstream.settings import Settings
-from clickstream.stack.probes import http_ok
 from clickstream.topics import Topics
 from ingest_api.tracker import SCRIPT_PATH, strip_script
 
@@ -45,28 +38,12 @@ class Api:
 
 
 @pytest.fixture
-def api(settings_factory, free_ports, tmp_path) -> Iterator[Api]:
+def api(settings_factory, free_ports, running_api, tmp_path) -> Api:
     """``clickstream api`` in a subprocess, on its own topics."""
     settings = settings_factory(api_port=free_ports())
-    off_loop(asyncio.run, create_topics(settings))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CLICKSTREAM_")}
-    env.update(settings.as_env())
-    log = tmp_path / "api.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen([sys.executable, "-m", "clickstream", "api"], env=env, cwd=tmp_path,
-                                   stdout=out, stderr=subprocess.STDOUT)
-    url = settings.url(settings.api_port)
-    try:
-        wait_until(lambda: process.poll() is not None or http_ok(f"{url}/readyz"), 30, "the API")
-        assert process.poll() is None, log.read_text()
-        yield Api(settings, url, log)
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    off_loop(asyncio.run, create_topics(settings))  # Playwright's loop may already run in this thread
+    url = running_api(settings)
+    return Api(settings, url, api_log(tmp_path, settings))
 
 
 PAGE = """<!doctype html>
@@ -90,7 +67,7 @@ PAGE = """<!doctype html>
 """
 
 
-class Site:
+class Site(StaticSite):
     """A two-page test site on its own loopback port: another origin than the API's, so CORS applies.
 
     ``self_hosted`` serves a copy of the script from the site itself (as sites do to keep it
@@ -99,34 +76,15 @@ class Site:
 
     def __init__(self, api: Api, options: str = "", self_hosted: bool = False):
         src = f"{api.url}/tracker.js"
-        pages = {}
+        html = "text/html; charset=utf-8"
+        files = {}
         if self_hosted:
-            pages["/assets/tracker.js"] = httpx.get(src).content
+            files["/assets/tracker.js"] = ("application/javascript", httpx.get(src).content)
             src, options = "/assets/tracker.js", f'data-api-host="{api.url}" {options}'
         fill = dict(src=src, key=api.settings.demo_write_key, options=options, outbound=OUTBOUND)
-        pages["/"] = PAGE.format(title="Home", next="/products", **fill).encode()
-        pages["/products"] = PAGE.format(title="Products", next="/", **fill).encode()
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):
-                path = self.path.split("?", 1)[0]
-                body = pages.get(path)
-                self.send_response(200 if body else 404)
-                kind = "application/javascript" if path.endswith(".js") else "text/html; charset=utf-8"
-                self.send_header("Content-Type", kind)
-                self.end_headers()
-                self.wfile.write(body or b"not found")
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        files["/"] = (html, PAGE.format(title="Home", next="/products", **fill).encode())
+        files["/products"] = (html, PAGE.format(title="Products", next="/", **fill).encode())
+        super().__init__(files)
 
 
 @pytest.fixture
