@@ -15,11 +15,15 @@ days, once with S3 settings (``s3_endpoint``, bucket) and once with ``lake_dir``
   the median of ``--runs`` runs. This is a long-lived connection (the dashboard's). DuckDB's
   external file cache (on by default) keeps the bytes it has read in memory, so on S3 these
   runs read mostly from that cache.
-* ``cold``: a new connection for each of ``--cold-runs`` runs (the connection's own set-up,
-  listing the lake, is timed apart): what ``clickstream analyze`` does at every call.
+* ``cold``: a new connection for each of ``--cold-runs`` runs (default 1; the connection's own
+  set-up, listing the lake and defining the views, is timed apart): what ``clickstream analyze``
+  does at every call.
 
 The goals: each analysis under 2 s on S3 (warm), and S3 within 2x of local. ``--explain``
 writes ``EXPLAIN ANALYZE`` of every analysis on both lakes to a folder, for those that miss.
+``--what-if`` (or ``--what-if-only``) times the analyses again on connections built like
+``connect``'s but with other DuckDB settings (Parquet and HTTP metadata caches; 8 threads), to
+show what they would change; the package's own connection is not touched.
 
 The events are generated with numpy and pyarrow (not through the event model): sessions of a
 geometric number of events (mean 8) about 45 s apart, started at diurnal hours by visitors of a
@@ -38,6 +42,10 @@ Run it by hand from the project root; it is not part of the test suite:
 
     .venv/bin/python bench/query.py
     .venv/bin/python bench/query.py --events 1000000 --runs 3 --cold-runs 1 --explain /tmp/plans
+    .venv/bin/python bench/query.py --data-dir /tmp/lake --what-if-only --only traffic funnel
+
+The default run took about 13.5 minutes on the 2-core machine of BENCHMARKS.md (generating the
+lake 1-2 minutes, ``sessionize`` about 5 minutes of it); ``--explain`` adds about 3.
 """
 
 from __future__ import annotations
@@ -604,21 +612,21 @@ def what_if_connect(settings: Settings, statements: list[str]) -> duckdb.DuckDBP
 
 
 def what_if(settings: dict[str, Settings], runs: int) -> None:
-    """Every analysis again (warm, after a warm-up) on connections with other settings."""
+    """Every analysis again on connections with other settings: the first run on a new connection
+    (cold), then the median of ``runs`` more (warm)."""
     for label, statements in WHAT_IF.items():
         print(f"\nwhat if: {label} ({'; '.join(statements)})")
-        print(f"| analysis | S3 s | local s | S3 / local |")
-        print("|---|---:|---:|---:|")
-        cons = {lake: what_if_connect(s, statements) for lake, s in settings.items()}
+        print("| analysis | S3 s | local s | S3 / local | S3 cold s | local cold s |")
+        print("|---|---:|---:|---:|---:|---:|")
         for name, fn in ANALYSES.items():
-            medians = {}
-            for lake, con in cons.items():
-                fn(con)
-                medians[lake] = statistics.median(timed(fn, con)[0] for _ in range(runs))
-            print(f"| {name} | {medians['s3']:.2f} | {medians['local']:.2f} | {medians['s3'] / medians['local']:.2f} |",
-                  flush=True)
-        for con in cons.values():
-            con.close()
+            warm, cold = {}, {}
+            for lake, s in settings.items():
+                con = what_if_connect(s, statements)
+                cold[lake] = timed(fn, con)[0]
+                warm[lake] = statistics.median(timed(fn, con)[0] for _ in range(runs))
+                con.close()
+            print(f"| {name} | {warm['s3']:.2f} | {warm['local']:.2f} | {warm['s3'] / warm['local']:.2f} | "
+                  f"{cold['s3']:.2f} | {cold['local']:.2f} |", flush=True)
 
 
 def cpu_model() -> str:
@@ -665,6 +673,7 @@ def main() -> None:
     parser.add_argument("--explain", type=Path, help="write EXPLAIN ANALYZE of each analysis here")
     parser.add_argument("--what-if", action="store_true",
                         help="also time every analysis on connections with other settings (metadata caches, threads)")
+    parser.add_argument("--what-if-only", action="store_true", help="--what-if without the main measurement")
     parser.add_argument("--only", nargs="*", choices=list(ANALYSES), help="run only these analyses")
     args = parser.parse_args()
     if args.only:
@@ -705,11 +714,12 @@ def main() -> None:
                       f"{lake.objects} objects, {lake.bytes / 1e6:,.0f} MB, {lake.seconds:.0f} s")
             seconds = upload(local, LakeDestination.from_settings(settings), lake.keys)
             print(f"uploaded to s3://{settings.s3_bucket} in {seconds:.0f} s\n", flush=True)
-            out = run_analyses(lakes, args.runs, args.cold_runs)
-            report(out, args.runs, args.cold_runs)
+            if not args.what_if_only:
+                out = run_analyses(lakes, args.runs, args.cold_runs)
+                report(out, args.runs, args.cold_runs)
             if args.explain:
                 explain(lakes, args.explain)
-            if args.what_if:
+            if args.what_if or args.what_if_only:
                 what_if(lakes, args.runs)
         except StackError:
             for log in sorted((Path(tmp) / "state").rglob("*.log")):

@@ -14,14 +14,26 @@ that SeaweedFS, as ``clickstream up`` runs it), both started here on free loopba
                   (same partition, offset range and hour, so the same row counts), each
                   ``pa.Table.from_pylist`` -> ``pq.write_table`` (zstd) -> ``LakeDestination.put`` into
                   another fresh bucket of the same SeaweedFS, one after the other as the sink does.
+* ``sink-no-kafka`` -- the sink's own code (``sink.main.LakeSink``: ``add`` then ``flush_due``, so
+                  decoding, the row builder, encoding and ``LakeDestination.put``) fed the records of
+                  those same objects from memory, with a consumer whose commit does nothing: the
+                  sink with Kafka for free, to compare with pyarrow on equal terms.
 * ``consume``  -- a plain ``AIOKafkaConsumer`` (no group, the sink's fetch settings) reading the topic
                   to its end with ``getmany``; ``consume+decode`` also runs ``Event.from_bytes`` on
                   every record. They show how much of the sink's time Kafka and decoding take.
 
-Each repetition runs the four in turn (the order rotates); the figures are medians over
-``--repeat`` repetitions, and the ratio is the median of each repetition's sink/pyarrow rows/s.
-Before the sink runs again its consumer group is rewound to offset 0, and each run writes to a
-bucket of its own (otherwise the sink would rightly skip rows already in the lake).
+Each repetition runs the five in turn (the order rotates; the two that need the sink's objects
+run after it); the figures are medians over ``--repeat`` repetitions, and the ratio is the
+median of each repetition's rows/s over pyarrow's. Before the sink runs again its consumer
+group is rewound to offset 0, and each run writes to a bucket of its own (otherwise the sink
+would rightly skip rows already in the lake). The sink's line also says when it joined its
+group and first committed (the sink's log, and the offsets polled every 0.25 s), and its rate
+from the first commit on.
+
+The events are produced with the services' producer settings (``producer_config``) and aiokafka's
+default 16 KB batches, as the stream processor's Faust producer writes ``clickstream.events``.
+Tansu keeps each produced batch in its S3 log, so the batch size sets how many S3 reads a fetch
+costs; ``--batch-kb 512`` shows the effect.
 
 A CPU profile without any I/O (``--no-profile`` skips it) prices each step per row on a sample of
 the same records: decoding, the row builder, ``from_pylist``, Parquet encoding, and the sink's
@@ -37,7 +49,11 @@ benchmark's (itself, SeaweedFS, Tansu, the sink) used meanwhile, in cores. Run i
 the project root; it is not part of the test suite:
 
     .venv/bin/python bench/sink.py
-    .venv/bin/python bench/sink.py --events 100000 --repeat 2 --flush-interval 5
+    .venv/bin/python bench/sink.py --events 300000 --batch-kb 512 --no-profile
+    .venv/bin/python bench/sink.py --events 100000 --repeat 2 --flush-interval 10 --keep-logs /tmp/sink-logs
+
+The default run (200,000 events, 3 repetitions) took 13 minutes on the 2-core machine of
+BENCHMARKS.md, 105 s of it producing the events.
 """
 
 from __future__ import annotations
@@ -57,7 +73,6 @@ import sys
 import tempfile
 import time
 import uuid
-from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
