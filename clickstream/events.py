@@ -101,8 +101,18 @@ class Event(BaseModel):
 
     @property
     def visitor_id(self) -> str:
-        """The id one visitor's events are keyed, ordered and sessionized by."""
+        """Who the event is from, for counting visitors: the user id, else the anonymous id."""
         return self.user_id or self.anonymous_id or ""
+
+    @property
+    def device_key(self) -> str:
+        """The Kafka key, and the key sessions are kept under: the anonymous id, else the user id.
+
+        A browser's anonymous id outlives ``identify``, so keying by it keeps a device's events in
+        one partition, in order, before and after the visitor signs in; keying by the user id
+        would send the events after sign-in to another partition and cut the session in two.
+        """
+        return self.anonymous_id or self.user_id or ""
 
     @property
     def is_page_view(self) -> bool:

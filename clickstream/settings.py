@@ -78,8 +78,17 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
 
     # --- processing ----------------------------------------------------------
-    session_timeout_s: int = Field(1800, gt=0)
-    window_s: int = Field(60, gt=0)
+    session_timeout_s: int = Field(1800, gt=0, description="inactivity that ends a session")
+    windows_s: list[int] = Field(
+        default_factory=lambda: [60, 10],
+        description="tumbling window sizes of the metrics; the first is the one rules use by default",
+    )
+    lateness_s: int = Field(60, ge=0, description="allowed lateness: the watermark trails the latest event time by this")
+    idle_timeout_s: float = Field(
+        10, gt=0, description="after this long without events (wall clock) the watermark follows the clock"
+    )
+    conversion_event: str = Field("Order Completed", description="the track event that counts as a conversion")
+    rules_file: Path | None = Field(None, description="YAML rules file, reloaded when it changes")
     page_view_threshold: int = Field(
         100, ge=1, description="page views of one path in one window that fire a reaction"
     )
@@ -87,6 +96,13 @@ class Settings(BaseSettings):
     flush_max_bytes: int = Field(64 * 1024 * 1024, gt=0)
     webhook_url: str | None = None
     webhook_timeout_s: float = Field(5.0, gt=0)
+
+    @field_validator("windows_s")
+    @classmethod
+    def _window_sizes(cls, value: list[int]) -> list[int]:
+        if not value or any(size <= 0 or 86400 % size for size in value) or len(set(value)) != len(value):
+            raise ValueError("give distinct window sizes in seconds that divide a day, e.g. [60, 10]")
+        return value
 
     @field_validator("log_level")
     @classmethod

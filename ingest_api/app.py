@@ -191,7 +191,7 @@ def create_app(
         return outcome
 
     async def produce(outcome: Outcome) -> None:
-        records = [(topics.raw, e.visitor_id, e.to_bytes()) for e in outcome.accepted]
+        records = [(topics.raw, e.device_key, e.to_bytes()) for e in outcome.accepted]
         # Rejected calls are kept too, keyed by source, for inspection and replay.
         records += [(topics.invalid, r.source, r.to_bytes()) for r in outcome.rejected]
         started = time.perf_counter()

@@ -1,18 +1,31 @@
-"""Faust wiring: topics, tables and thin agents around the pure logic modules.
+"""Faust wiring: topics, tables and two thin agents around the plain logic modules.
 
-* ``sessionize`` reads ``clickstream.raw`` (keyed by visitor), drops repeated deliveries of
-  an event id, gives each event its session id from the visitor's state and forwards it to
-  ``clickstream.events``.
-* ``count_page_views`` reads ``clickstream.events`` re-keyed by source and path and
-  counts page views per tumbling event-time window; when a window's count reaches
-  the threshold it sends a reaction to ``clickstream.reactions``.
+* ``process`` reads ``clickstream.raw``, keyed by device (anonymous id, else user id, as the
+  API writes it), so a device's events arrive in one partition, in order. Each partition's
+  :class:`PartitionProcessor` drops repeats, sessionizes, closes sessions and windows on the
+  watermark, and evaluates the session rules; sessionized events go to ``clickstream.events``,
+  closed sessions to ``clickstream.sessions``, closed windows (partials) to a one-partition
+  internal topic.
+* ``merge`` reads the partials; the :class:`WindowMerger` emits final rows to
+  ``clickstream.metrics`` and evaluates the window rules. Reactions go to ``clickstream.reactions``.
+
+Consistency after a crash: events are acknowledged (their offsets become committable) only
+after a *checkpoint*: first every output of the events is sent and acknowledged by the broker,
+then the changed visitor states and the partition's state (watermark, open windows, offsets
+processed) are written to the tables' changelog topics and acknowledged. A restarted worker
+recovers the tables, skips records already in the checkpoint and processes the rest again:
+sessions, windows and metrics come out the same as without the crash. Outputs of the
+events after the last checkpoint can be sent twice (same ids and contents), never lost.
+Tansu accepts no transactions, so this does without Kafka's exactly-once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 import faust
 from pydantic import ValidationError
@@ -20,30 +33,36 @@ from pydantic import ValidationError
 from clickstream.events import Event
 from clickstream.settings import Settings
 from clickstream.topics import Topics
-from stream_processor.dedup import check_and_remember
-from stream_processor.rules import page_view_threshold
-from stream_processor.sessions import SessionState, assign_session
-from stream_processor.windows import count_event
+from stream_processor.merge import WindowMerger
+from stream_processor.partition import Output, PartitionProcessor, ProcessingConfig
+from stream_processor.rules_file import RulesHolder
 
 log = logging.getLogger(__name__)
 
-# Windows kept open per path behind the newest one: later events are counted as late.
-RETAIN_WINDOWS = 3
-# How far back (in event time, behind a visitor's latest event) a repeated delivery is recognised.
-DEDUP_HORIZON_S = 24 * 3600
+# A checkpoint is taken after this many events, or this often while events are pending.
+CHECKPOINT_EVENTS = 5000
+CHECKPOINT_INTERVAL_S = 0.25
+JSON = {"key_serializer": "json", "value_serializer": "json"}
 
 
-def page_view_subject(event: Event) -> str:
-    return f"{event.source}:{event.path}"
+def processing_config(settings: Settings) -> ProcessingConfig:
+    return ProcessingConfig(
+        session_timeout_s=settings.session_timeout_s,
+        lateness_s=settings.lateness_s,
+        idle_timeout_s=settings.idle_timeout_s,
+        window_sizes=tuple(settings.windows_s),
+        conversion_event=settings.conversion_event,
+    )
 
 
 def create_app(settings: Settings) -> faust.App:
     topics = Topics.from_settings(settings)
+    partitions = settings.topic_partitions
     app = faust.App(
         topics.group("processor"),
         broker=f"kafka://{settings.bootstrap_servers}",
         store="memory://",  # tables are rebuilt from their changelog topics on start
-        topic_partitions=settings.topic_partitions,
+        topic_partitions=partitions,
         topic_replication_factor=settings.topic_replication_factor,
         producer_acks=-1,
         # Short group timeouts: a restarted worker gets its partitions back in seconds.
@@ -57,89 +76,170 @@ def create_app(settings: Settings) -> faust.App:
         consumer_auto_offset_reset="earliest",
     )
     stats: Counter[str] = Counter()
+    config = processing_config(settings)
+    rules = RulesHolder(settings.rules_file, settings.page_view_threshold)
 
-    raw = app.topic(topics.raw, key_type=bytes, value_type=bytes, value_serializer="raw")
-    events = app.topic(topics.events, key_type=bytes, value_type=bytes, value_serializer="raw")
-    reactions = app.topic(topics.reactions, key_type=bytes, value_type=bytes, value_serializer="raw")
-    page_views = app.topic(
-        f"{settings.topic_prefix}processor.page-views-by-path",
-        key_type=bytes,
-        value_type=bytes,
-        value_serializer="raw",
-        partitions=settings.topic_partitions,
-        internal=True,
-    )
-    visitor_sessions = app.Table("visitor-sessions", default=dict, partitions=settings.topic_partitions)
-    page_view_windows = app.Table("page-view-windows", default=dict, partitions=settings.topic_partitions)
-    timeout = timedelta(seconds=settings.session_timeout_s)
+    def raw_topic(name: str, **kwargs) -> faust.TopicT:
+        return app.topic(name, key_type=bytes, value_type=bytes, value_serializer="raw", **kwargs)
 
-    @app.agent(raw)
-    async def sessionize(stream):
-        async for value in stream:
+    raw_in = raw_topic(topics.raw)
+    events_out = raw_topic(topics.events)
+    sessions_out = raw_topic(topics.sessions)
+    metrics_out = raw_topic(topics.metrics)
+    reactions_out = raw_topic(topics.reactions)
+    partials = app.topic(f"{settings.topic_prefix}processor.window-partials", key_type=bytes,
+                         value_serializer="json", partitions=1, internal=True)
+    visitors = app.Table("visitors", partitions=partitions)
+    checkpoints = app.Table("partition-checkpoints", partitions=partitions)
+    merger_state = app.Table("merger", partitions=1)
+
+    processors: dict[int, PartitionProcessor] = {}
+    batch = {"out": Output(), "events": [], "since": time.monotonic()}
+
+    lock = asyncio.Lock()
+    streams: dict[str, faust.StreamT] = {}
+    merging: dict[str, WindowMerger] = {}  # the merger, while this worker owns the partials' partition
+
+    def processor(partition: int) -> PartitionProcessor:
+        proc = processors.get(partition)
+        if proc is None:
+            proc = processors[partition] = PartitionProcessor(partition, config, visitors.data, rules.current)
+            proc.restore(checkpoints.data.get(f"p{partition}"))
+        return proc
+
+    @app.on_partitions_revoked.connect
+    async def _revoked(sender, revoked, **kwargs) -> None:
+        # Their unacknowledged events go to the new owner, who resumes from the checkpoint.
+        for tp in revoked:
+            if tp.topic == topics.raw:
+                processors.pop(tp.partition, None)
+            if tp.topic == partials.get_topic_name():
+                merging.clear()
+
+    def now() -> datetime:
+        return datetime.now(timezone.utc)
+
+    async def checkpoint() -> None:
+        """Send the batch's outputs, then its state, then acknowledge its events (see module doc)."""
+        async with lock:
+            out, events = batch["out"], batch["events"]
+            if not events and not out.partials and not out.dirty and not out.sessions:
+                batch["since"] = time.monotonic()
+                return
+            batch.update(out=Output(), events=[], since=time.monotonic())
+            # State as of this batch, taken before any await lets the agent move on.
+            touched = {p for p in processors}
+            states = {p: processors[p].checkpoint() for p in touched}
+            dirty = {key: (dict(visitors.data[key]) if key in visitors.data else None) for key in out.dirty}
+            partition_of = {key: (value or {}).get("p") for key, value in dirty.items()}
+            futures = []
+            for key, event in out.events:
+                futures.append(await events_out.send(key=key.encode(), value=event.to_bytes(), force=True))
+            for record in out.sessions:
+                futures.append(await sessions_out.send(key=record.session_id.encode(), value=record.to_bytes(),
+                                                       force=True))
+            for reaction in out.reactions:
+                futures.append(await reactions_out.send(key=reaction.subject.encode(), value=reaction.to_bytes(),
+                                                        force=True))
+            for partial in out.partials:
+                futures.append(await partials.send(key=str(partial["w"]).encode(), value=partial, force=True))
+            await asyncio.gather(*futures)
+            futures = []
+            for key, value in dirty.items():
+                partition = partition_of[key]
+                if partition is None:  # forgotten visitor: a tombstone, in the partition it lived in
+                    partition = deleted_partition.pop(key, None)
+                if partition is not None:
+                    futures.append(await visitors.changelog_topic.send(
+                        key=key, value=value, partition=partition, force=True, **JSON))
+            for p, state in states.items():
+                futures.append(await checkpoints.changelog_topic.send(
+                    key=f"p{p}", value=state, partition=p, force=True, **JSON))
+                checkpoints.data[f"p{p}"] = state
+            await asyncio.gather(*futures)
+            stream = streams.get("process")
+            for event in events:
+                await stream.ack(event)
+            stats["checkpoints"] += 1
+            stats["events_out"] += len(out.events)
+            stats["sessions_out"] += len(out.sessions)
+            stats["reactions_out"] += len(out.reactions)
+
+    deleted_partition: dict[str, int] = {}
+
+    def collect(out: Output, partition: int) -> None:
+        for key in out.dirty:
+            if key not in visitors.data:
+                deleted_partition[key] = partition
+        batch["out"].extend(out)
+
+    @app.agent(raw_in)
+    async def process(stream):
+        stream = stream.noack()
+        streams["process"] = stream
+        async for event in stream.events():
+            message = event.message
             try:
-                event = Event.from_bytes(value)
+                value = Event.from_bytes(event.value)
             except ValidationError as exc:
-                # Only the API writes this topic; a record it cannot have written is kept in the log.
+                # Only the API writes these events; a record it cannot have written stays in the log.
                 stats["undecodable_raw"] += 1
-                log.error("undecodable record on %s: %s", topics.raw, exc)
+                log.error("undecodable record on %s at %s: %s", message.topic, message.offset, exc)
+                batch["events"].append(event)
                 continue
-            visitor = visitor_sessions[event.visitor_id] or {}
-            repeat, seen = check_and_remember(
-                visitor.get("seen", {}), event.event_id, event.timestamp.timestamp(), DEDUP_HORIZON_S
-            )
-            if repeat:
-                stats["duplicates_dropped"] += 1
-                continue
-            state = assign_session(
-                SessionState.from_dict(visitor.get("session")),
-                visitor_id=event.visitor_id,
-                event_id=event.event_id,
-                event_time=event.timestamp,
-                timeout=timeout,
-            )
-            visitor_sessions[event.visitor_id] = {"session": state.to_dict(), "seen": seen}
-            sessionized = event.model_copy(update={"session_id": state.session_id})
-            await events.send(key=event.visitor_id.encode(), value=sessionized.to_bytes())
-            stats["sessionized"] += 1
+            out = processor(message.partition).process(
+                value, message.topic, message.offset, now=now(), wall=time.time())
+            collect(out, message.partition)
+            batch["events"].append(event)
+            if len(batch["events"]) >= CHECKPOINT_EVENTS:
+                await checkpoint()
 
-    @app.agent(events)
-    async def route_page_views(stream):
-        # Re-key page views by source and path so one worker owns each path's count.
-        async for value in stream:
-            event = Event.from_bytes(value)
-            if event.is_page_view and event.path:
-                await page_views.send(key=page_view_subject(event).encode(), value=value)
-
-    @app.agent(page_views)
-    async def count_page_views(stream):
-        async for value in stream:
-            event = Event.from_bytes(value)
-            subject = page_view_subject(event)
-            counts, window = count_event(
-                page_view_windows[subject],
-                event.timestamp,
-                size_s=settings.window_s,
-                retain_windows=RETAIN_WINDOWS,
-            )
-            if window.late:
-                stats["late_events"] += 1
-                log.info("late page view %s for %s (window %s)", event.event_id, subject, window.start)
-                continue
-            page_view_windows[subject] = counts
-            stats["page_views"] += 1
-            reaction = page_view_threshold(
-                subject, window, settings.page_view_threshold, now=datetime.now(timezone.utc)
-            )
-            if reaction is not None:
-                await reactions.send(key=subject.encode(), value=reaction.to_bytes())
-                stats["reactions"] += 1
+    @app.agent(partials)
+    async def merge(stream):
+        stream = stream.noack()
+        async for event in stream.events():
+            merger = merging.get("m")
+            if merger is None:
+                merger = merging["m"] = WindowMerger(partitions, config.window_sizes, rules.current)
+                merger.restore(merger_state.data.get("state"))
+            rows, reactions = merger.add(event.value, now())
+            futures = [await metrics_out.send(key=row.metric.encode(), value=row.to_bytes(), force=True)
+                       for row in rows]
+            futures += [await reactions_out.send(key=r.subject.encode(), value=r.to_bytes(), force=True)
+                        for r in reactions]
+            await asyncio.gather(*futures)
+            state = merger.to_dict()
+            merger_state.data["state"] = state
+            await (await merger_state.changelog_topic.send(key="state", value=state, partition=0, force=True,
+                                                           **JSON))
+            await stream.ack(event)
+            stats["metric_rows"] += len(rows)
+            stats["reactions_out"] += len(reactions)
+            for reaction in reactions:
                 log.info("reaction %s: %s", reaction.reaction_id, reaction.message)
+
+    @app.timer(CHECKPOINT_INTERVAL_S)
+    async def tick() -> None:
+        if not app.tables.recovery.completed.is_set() or app.rebalancing:
+            return
+        assigned = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topics.raw}
+        for partition in sorted(assigned):
+            collect(processor(partition).idle(now=now(), wall=time.time()), partition)
+        if time.monotonic() - batch["since"] >= CHECKPOINT_INTERVAL_S:
+            await checkpoint()
+
+    @app.timer(2.0)
+    async def reload_rules() -> None:
+        rules.reload_if_changed()
 
     @app.page("/health")
     async def health(web, request):
         # Ready once the worker holds partitions and has rebuilt its tables from their changelogs.
         ready = app.tables.recovery.completed.is_set() and not app.rebalancing
-        return web.json({"status": "ok" if ready else "starting", **stats}, status=200 if ready else 503)
+        late = sum(v for p in processors.values() for k, v in p.stats.items() if k.startswith("late_events"))
+        body = {"status": "ok" if ready else "starting", **stats, "late_events": late,
+                "partitions": sorted(processors), "rules": rules.describe()}
+        return web.json(body, status=200 if ready else 503)
 
     return app
 

@@ -1,71 +1,168 @@
 """Sessionization: one visitor's events belong to one session until a gap of inactivity.
 
-Faust has no session window; this is one, as plain state and a pure function.
+Faust has no session window; this is one, as plain state and pure functions. Times are
+epoch seconds (floats), which keeps the state cheap to update and to checkpoint as JSON.
+
+A session is keyed by the visitor's anonymous id when there is one, else by the user id:
+a browser's anonymous id survives ``identify``, so a visitor who signs in mid-visit stays
+in one session (whose record then carries the user id), instead of being split in two.
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+
+from clickstream.events import Event
+from clickstream.sessions import SessionRecord
 
 _SESSION_NAMESPACE = uuid.UUID("0b6f8a43-4a7c-4f0a-8d36-56f0f4c1c2a1")
 
+EXPERIMENT_VIEWED = "Experiment Viewed"  # Segment's A/B testing spec
+# Distinct track names remembered per session (for sequence rules); a bound against runaway names.
+MAX_EVENT_NAMES = 64
 
-def session_id_for(visitor_id: str, first_event_id: str) -> str:
+
+def session_key(event: Event) -> str:
+    """The key one device's session state lives under (see the module docstring); the API uses
+    the same key for Kafka, so a device's events arrive in one partition, in order."""
+    return event.device_key
+
+
+def session_id_for(visitor_key: str, first_event_id: str) -> str:
     """Deterministic from the visitor and the session's first event, so a replay gives the same id."""
-    return str(uuid.uuid5(_SESSION_NAMESPACE, f"{visitor_id}|{first_event_id}"))
+    return str(uuid.uuid5(_SESSION_NAMESPACE, f"{visitor_key}|{first_event_id}"))
 
 
-@dataclass(frozen=True)
-class SessionState:
+def _utc(t: float) -> datetime:
+    return datetime.fromtimestamp(t, tz=timezone.utc)
+
+
+@dataclass
+class OpenSession:
+    """What is known of a session that has not ended yet."""
+
     session_id: str
-    started_at: datetime
-    last_seen: datetime
-    event_count: int
+    source: str
+    anonymous_id: str | None
+    user_id: str | None
+    start: float
+    end: float  # time of the latest event
+    event_count: int = 0
+    page_views: int = 0
+    entry_path: str | None = None
+    entry_time: float | None = None
+    exit_path: str | None = None
+    exit_time: float | None = None
+    # Attribution comes from the session's earliest event, even when it arrives late.
+    first_time: float | None = None
+    referrer_host: str | None = None
+    utm_source: str | None = None
+    utm_medium: str | None = None
+    utm_campaign: str | None = None
+    device_type: str | None = None
+    experiments: dict[str, str] = field(default_factory=dict)
+    converted: bool = False
+    revenue: float | None = None
+    event_names: list[str] = field(default_factory=list)
+    fired: list[str] = field(default_factory=list)  # session rules that already fired
+
+    @property
+    def duration_s(self) -> float:
+        return self.end - self.start
 
     def to_dict(self) -> dict:
-        d = asdict(self)
-        d["started_at"] = self.started_at.isoformat()
-        d["last_seen"] = self.last_seen.isoformat()
-        return d
+        return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict | None) -> SessionState | None:
-        if not d:
-            return None
-        return cls(
-            session_id=d["session_id"],
-            started_at=datetime.fromisoformat(d["started_at"]),
-            last_seen=datetime.fromisoformat(d["last_seen"]),
-            event_count=int(d["event_count"]),
+    def from_dict(cls, d: dict) -> OpenSession:
+        return cls(**d)
+
+    def to_record(self) -> SessionRecord:
+        return SessionRecord(
+            session_id=self.session_id,
+            anonymous_id=self.anonymous_id,
+            user_id=self.user_id,
+            source=self.source,
+            session_start=_utc(self.start),
+            session_end=_utc(self.end),
+            duration_s=round(self.end - self.start, 6),
+            event_count=self.event_count,
+            page_views=self.page_views,
+            entry_path=self.entry_path,
+            exit_path=self.exit_path,
+            is_bounce=self.page_views <= 1,
+            referrer_host=self.referrer_host,
+            utm_source=self.utm_source,
+            utm_medium=self.utm_medium,
+            utm_campaign=self.utm_campaign,
+            device_type=self.device_type,
+            experiments=self.experiments,
+            converted=self.converted,
+            revenue=self.revenue,
         )
 
 
-def assign_session(
-    state: SessionState | None,
-    *,
-    visitor_id: str,
-    event_id: str,
-    event_time: datetime,
-    timeout: timedelta,
-) -> SessionState:
-    """The session an event belongs to, given the visitor's current session (or None).
+def belongs_to(session: OpenSession, t: float, timeout_s: float) -> bool:
+    """An event belongs to a session if it comes less than ``timeout_s`` before its first or after
+    its last event (deliveries arrive out of order). A gap of exactly the timeout starts a new
+    session: the visitor was inactive for the whole timeout."""
+    return session.start - timeout_s < t < session.end + timeout_s
 
-    An event within ``timeout`` of the current session's span (before its start or
-    after its last event: deliveries arrive out of order) extends it; otherwise it
-    opens a new session whose id derives from this event.
-    """
-    if state is not None and state.started_at - timeout <= event_time <= state.last_seen + timeout:
-        return SessionState(
-            session_id=state.session_id,
-            started_at=min(state.started_at, event_time),
-            last_seen=max(state.last_seen, event_time),
-            event_count=state.event_count + 1,
-        )
-    return SessionState(
-        session_id=session_id_for(visitor_id, event_id),
-        started_at=event_time,
-        last_seen=event_time,
-        event_count=1,
+
+def open_session(event: Event, t: float) -> OpenSession:
+    return OpenSession(
+        session_id=session_id_for(session_key(event), event.event_id),
+        source=event.source,
+        anonymous_id=event.anonymous_id,
+        user_id=event.user_id,
+        start=t,
+        end=t,
     )
+
+
+def add_event(session: OpenSession, event: Event, t: float, conversion_event: str) -> None:
+    """Fold one event (already known to belong to ``session``) into it."""
+    session.start = min(session.start, t)
+    session.end = max(session.end, t)
+    session.event_count += 1
+    if event.user_id:
+        session.user_id = event.user_id
+    if session.anonymous_id is None and event.anonymous_id:
+        session.anonymous_id = event.anonymous_id
+    if event.is_page_view:
+        session.page_views += 1
+        if event.path is not None:
+            if session.entry_time is None or t < session.entry_time:
+                session.entry_path, session.entry_time = event.path, t
+            if session.exit_time is None or t >= session.exit_time:
+                session.exit_path, session.exit_time = event.path, t
+    if session.first_time is None or t < session.first_time:
+        session.first_time = t
+        session.referrer_host = event.referrer_host
+        session.utm_source, session.utm_medium = event.utm_source, event.utm_medium
+        session.utm_campaign = event.utm_campaign
+        session.device_type = event.device_type
+    if event.type == "track" and event.event:
+        if event.event not in session.event_names and len(session.event_names) < MAX_EVENT_NAMES:
+            session.event_names.append(event.event)
+        if event.event == EXPERIMENT_VIEWED:
+            experiment = event.properties.get("experiment_id") or event.properties.get("experiment_name")
+            variation = event.properties.get("variation_id") or event.properties.get("variation_name")
+            if experiment is not None and variation is not None:
+                session.experiments.setdefault(str(experiment), str(variation))
+        if event.event == conversion_event:
+            session.converted = True
+            revenue = revenue_of(event)
+            if revenue is not None:
+                session.revenue = (session.revenue or 0.0) + revenue
+
+
+def revenue_of(event: Event) -> float | None:
+    """Revenue of a conversion event, as Segment's e-commerce spec places it (``revenue``, else ``total``)."""
+    for name in ("revenue", "total"):
+        value = event.properties.get(name)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    return None

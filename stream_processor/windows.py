@@ -1,43 +1,99 @@
-"""Tumbling event-time windows as plain functions over a per-key ``{window_start: count}`` map."""
+"""Tumbling event-time windows: window maths and one window's aggregate, as plain code.
+
+A window ``[start, start + size)`` of one partition closes when the partition's watermark
+(its latest event time minus the allowed lateness) reaches the window's end. An event whose
+window has already closed is late: it is counted as such, never added to a closed window.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from collections import Counter
+from dataclasses import dataclass, field
+
+from clickstream import metrics as m
+from stream_processor.hll import HyperLogLog
+
+# Separates metric and dimension in a counter key (a character neither can hold in practice).
+_SEP = "\x1f"
 
 
-def window_start(event_time: datetime, size_s: int) -> datetime:
-    """Start of the tumbling window of ``size_s`` seconds (aligned to the epoch) holding ``event_time``."""
-    epoch = int(event_time.timestamp())
-    return datetime.fromtimestamp(epoch - epoch % size_s, tz=timezone.utc)
+def window_start(t: float, size_s: int) -> int:
+    """Start (epoch seconds) of the tumbling window of ``size_s`` seconds, aligned to the epoch, holding ``t``."""
+    second = int(t // 1)
+    return second - second % size_s
 
 
-@dataclass(frozen=True)
-class WindowCount:
-    start: datetime
-    end: datetime
-    previous: int  # the window's count before this event
-    count: int  # the window's count including this event
-    late: bool  # the window was already dropped: the event was not counted
+def window_starts(t: float, sizes: tuple[int, ...]) -> list[tuple[int, int]]:
+    """``(size, start)`` of the window holding ``t`` for each window size."""
+    return [(size, window_start(t, size)) for size in sizes]
 
 
-def count_event(
-    counts: dict[str, int], event_time: datetime, *, size_s: int, retain_windows: int
-) -> tuple[dict[str, int], WindowCount]:
-    """Count one event into its window and drop windows older than ``retain_windows`` behind the newest.
+def closes_through(watermark: float, size_s: int) -> int:
+    """Every window of ``size_s`` whose end is at or before this time is closed at ``watermark``."""
+    return window_start(watermark, size_s)
 
-    Keys are window starts in epoch seconds (as text, so the map survives JSON).
-    Returns the new map and what happened to the event's window.
-    """
-    start = window_start(event_time, size_s)
-    key = str(int(start.timestamp()))
-    end = start + timedelta(seconds=size_s)
-    newest = max([int(k) for k in counts] + [int(key)])
-    oldest_kept = newest - (retain_windows - 1) * size_s
-    if int(key) < oldest_kept:
-        # The event's window was closed and pruned: report it as late instead of reviving it.
-        return counts, WindowCount(start, end, 0, 0, late=True)
-    previous = counts.get(key, 0)
-    updated = {k: v for k, v in counts.items() if int(k) >= oldest_kept}
-    updated[key] = previous + 1
-    return updated, WindowCount(start, end, previous, previous + 1, late=False)
+
+def counter_key(metric: str, dimension: str = "") -> str:
+    return f"{metric}{_SEP}{dimension}"
+
+
+def split_counter_key(key: str) -> tuple[str, str]:
+    metric, dimension = key.split(_SEP, 1)
+    return metric, dimension
+
+
+@dataclass
+class WindowAggregate:
+    """One source's counts in one window of one partition."""
+
+    counts: Counter = field(default_factory=Counter)
+    visitors: HyperLogLog = field(default_factory=HyperLogLog)
+    sessions: set = field(default_factory=set)
+
+    def add_event(self, visitor_id: str, session_id: str, kind: str, name: str | None, path: str | None,
+                  is_bot: bool, conversion: bool, revenue: float | None) -> None:
+        c = self.counts
+        c[counter_key(m.EVENTS)] += 1
+        c[counter_key(m.EVENTS, m.dimension(type=kind))] += 1
+        if kind == "track" and name:
+            c[counter_key(m.EVENTS, m.dimension(event=name))] += 1
+        if kind == "page":
+            c[counter_key(m.PAGE_VIEWS)] += 1
+            if path is not None:
+                c[counter_key(m.PAGE_VIEWS, m.dimension(path=path))] += 1
+        if is_bot:
+            c[counter_key(m.BOT_EVENTS)] += 1
+        if conversion:
+            c[counter_key(m.CONVERSIONS)] += 1
+            if revenue is not None:
+                c[counter_key(m.REVENUE)] += revenue
+        if visitor_id:
+            self.visitors.add(visitor_id)
+        self.sessions.add(session_id)
+
+    def add_session_end(self, page_views: int, converted: bool, experiments: dict[str, str]) -> None:
+        c = self.counts
+        c[counter_key(m.SESSIONS_ENDED)] += 1
+        if page_views <= 1:
+            c[counter_key(m.BOUNCES)] += 1
+        if converted:
+            c[counter_key(m.CONVERTED_SESSIONS)] += 1
+        for experiment, variant in experiments.items():
+            dim = m.dimension(experiment=experiment, variant=variant)
+            c[counter_key(m.EXPERIMENT_SESSIONS, dim)] += 1
+            if converted:
+                c[counter_key(m.EXPERIMENT_CONVERSIONS, dim)] += 1
+
+    def to_dict(self) -> dict:
+        return {"counts": dict(self.counts), "hll": self.visitors.to_text(), "sessions": sorted(self.sessions)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> WindowAggregate:
+        return cls(Counter(d["counts"]), HyperLogLog.from_text(d["hll"]), set(d["sessions"]))
+
+    def partial(self) -> dict:
+        """What the partition sends to the merger when the window closes: active sessions are
+        counted here (a session lives in one partition), distinct visitors travel as a sketch."""
+        counts = dict(self.counts)
+        counts[counter_key(m.ACTIVE_SESSIONS)] = len(self.sessions)
+        return {"counts": counts, "hll": self.visitors.to_text()}

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
@@ -68,7 +68,7 @@ def test_post_to_reaction_and_lake(settings_factory, free_ports, tmp_path):
     settings = settings_factory(
         api_port=free_ports(), dashboard_port=free_ports(), processor_port=free_ports(),
         reactor_port=free_ports(), sink_port=free_ports(),
-        page_view_threshold=5, flush_interval_s=1, webhook_url=webhook.url,
+        page_view_threshold=5, flush_interval_s=1, webhook_url=webhook.url, lateness_s=5, idle_timeout_s=5,
         state_dir=tmp_path / ".clickstream",
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLICKSTREAM_")}
@@ -83,8 +83,9 @@ def test_post_to_reaction_and_lake(settings_factory, free_ports, tmp_path):
         }
         assert clickstream("up", env=env, cwd=tmp_path).stdout.startswith("clickstream is already running")
 
-        # Five page views of /pricing in one minute (the threshold), two of /, one track call.
-        minute = datetime.now(timezone.utc).replace(second=1, microsecond=0).isoformat()
+        # Five page views of /pricing in one minute (the threshold), two of /, one track call. The
+        # minute is the previous one, so its window closes as soon as the stream goes quiet.
+        minute = (datetime.now(timezone.utc) - timedelta(minutes=1)).replace(second=1, microsecond=0).isoformat()
         api = settings.url(settings.api_port)
         auth = (settings.demo_write_key, "")
         bodies = [("page", {"anonymousId": f"v{i}", "name": "Pricing", "timestamp": minute,
@@ -108,7 +109,7 @@ def test_post_to_reaction_and_lake(settings_factory, free_ports, tmp_path):
         time.sleep(2)  # a second delivery would be a defect: give it the chance to show
         assert len(webhook.received) == 1
         key, reaction = reactions[0]
-        assert reaction["subject"] == "demo:/pricing" and reaction["value"] == 5 and reaction["threshold"] == 5
+        assert reaction["subject"] == "demo:page_views:path=/pricing" and reaction["value"] == 5 and reaction["threshold"] == 5
         assert key == reaction["reaction_id"]
 
         def lake():

@@ -1,0 +1,296 @@
+"""Everything one input partition does with its events, as plain code: drop repeated deliveries,
+sessionize, close sessions and windows on the watermark, and evaluate the per-session rules.
+
+The Faust adapter (``app.py``) feeds events in offset order and sends what comes out; this
+module never touches Kafka. State is the visitors' map (handed in; Faust keeps it in a table
+with a changelog topic) and the partition's own state (watermark, open windows, offsets
+processed), which :meth:`checkpoint` and :meth:`restore` turn into JSON.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import Counter
+from collections.abc import Callable, MutableMapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from clickstream import metrics as m
+from clickstream.events import Event
+from clickstream.reactions import Reaction
+from clickstream.sessions import SessionRecord
+from stream_processor import rules as r
+from stream_processor.sessions import OpenSession, add_event, belongs_to, open_session, revenue_of, session_key
+from stream_processor.windows import WindowAggregate, closes_through, counter_key, window_start
+
+
+@dataclass(frozen=True)
+class ProcessingConfig:
+    session_timeout_s: float = 1800
+    lateness_s: float = 60
+    idle_timeout_s: float = 10
+    window_sizes: tuple[int, ...] = (60, 10)
+    conversion_event: str = "Order Completed"
+    dedup_horizon_s: float = 24 * 3600
+
+
+@dataclass
+class Output:
+    events: list[tuple[str, Event]] = field(default_factory=list)  # (key, sessionized event)
+    sessions: list[SessionRecord] = field(default_factory=list)
+    reactions: list[Reaction] = field(default_factory=list)
+    partials: list[dict] = field(default_factory=list)  # closed windows and progress, for the merger
+    dirty: set[str] = field(default_factory=set)  # visitor keys whose state changed
+
+    def extend(self, other: Output) -> None:
+        self.events += other.events
+        self.sessions += other.sessions
+        self.reactions += other.reactions
+        self.partials += other.partials
+        self.dirty |= other.dirty
+
+
+class PartitionProcessor:
+    def __init__(self, partition: int, config: ProcessingConfig, visitors: MutableMapping[str, dict],
+                 rules: Callable[[], r.RuleSet]):
+        self.partition = partition
+        self.config = config
+        self.visitors = visitors
+        self.rules = rules
+        self.max_time: float | None = None
+        self.watermark: float | None = None
+        self.closed_through: dict[int, int] = {}  # window size -> windows ending at or before are closed
+        self.windows: dict[tuple[int, int, str], WindowAggregate] = {}
+        self.offsets: dict[str, int] = {}  # highest offset processed per input topic
+        self.checkpointed: dict[str, int] = {}  # ... as of the last checkpoint
+        self.last_event_wall: float | None = None
+        self._said_empty = False
+        self.stats: Counter[str] = Counter()
+        self._closing: list[tuple[float, str]] = []  # (session end + timeout, visitor key), lazily pruned
+        self._forgetting: list[tuple[float, str]] = []  # (last event + dedup horizon, visitor key)
+        self._rebuild_closing()
+
+    # --- state ---------------------------------------------------------------------------------
+
+    def checkpoint(self) -> dict:
+        self.checkpointed = dict(self.offsets)
+        return {
+            "max_time": self.max_time,
+            "watermark": self.watermark,
+            "closed_through": {str(k): v for k, v in self.closed_through.items()},
+            "windows": {f"{w}|{s}|{src}": agg.to_dict() for (w, s, src), agg in self.windows.items()},
+            "offsets": dict(self.offsets),
+        }
+
+    def restore(self, state: dict | None) -> None:
+        if not state:
+            return
+        self.max_time, self.watermark = state["max_time"], state["watermark"]
+        self.closed_through = {int(k): v for k, v in state["closed_through"].items()}
+        self.windows = {}
+        for key, agg in state["windows"].items():
+            w, s, src = key.split("|", 2)
+            self.windows[(int(w), int(s), src)] = WindowAggregate.from_dict(agg)
+        self.offsets = dict(state["offsets"])
+        self.checkpointed = dict(self.offsets)
+        self._rebuild_closing()
+
+    def _rebuild_closing(self) -> None:
+        timeout = self.config.session_timeout_s
+        self._closing = [
+            (v["session"]["end"] + timeout, k)
+            for k, v in self.visitors.items()
+            if v.get("p") == self.partition and v.get("session")
+        ]
+        heapq.heapify(self._closing)
+        horizon = self.config.dedup_horizon_s
+        self._forgetting = [
+            (max(s[0] for s in v["seen"].values()) + horizon, k)
+            for k, v in self.visitors.items()
+            if v.get("p") == self.partition and not v.get("session") and v["seen"]
+        ]
+        heapq.heapify(self._forgetting)
+
+    # --- input ---------------------------------------------------------------------------------
+
+    def process(self, event: Event, topic: str, offset: int, *, now: datetime, wall: float) -> Output:
+        """One event read at ``offset`` of ``topic`` (this partition). ``now``/``wall``: the wall clock."""
+        out = Output()
+        if offset <= self.checkpointed.get(topic, -1):
+            # Already in the checkpoint this partition was restored from: read again after a crash.
+            self.stats["replayed_skipped"] += 1
+            return out
+        self.offsets[topic] = max(offset, self.offsets.get(topic, -1))
+        self.last_event_wall = wall
+        t = event.timestamp.timestamp()
+        if self.max_time is None or t > self.max_time:
+            self.max_time = t
+            out.extend(self.advance(t - self.config.lateness_s, now=now))
+        key = session_key(event)
+        ref = f"{topic}:{offset}"
+        state = self.visitors.get(key) or {"p": self.partition, "seen": {}, "session": None}
+        seen = state["seen"]
+        if event.event_id in seen:
+            if seen[event.event_id][1] != ref:
+                self.stats["duplicates_dropped"] += 1
+                return out
+            # The same record again, processed after the last checkpoint: the visitor's state
+            # already holds it (it is written first), the windows and the forwarded event may not.
+            self.stats["replayed_after_checkpoint"] += 1
+            self._count_in_windows(event, t, seen[event.event_id][2], opened=False)
+            out.events.append((key, event.model_copy(update={"session_id": seen[event.event_id][2]})))
+            return out
+        session = OpenSession.from_dict(state["session"]) if state["session"] else None
+        timeout = self.config.session_timeout_s
+        opened = False
+        standalone = None
+        if session is not None and belongs_to(session, t, timeout):
+            pass
+        elif session is not None and t < session.start:
+            # Earlier than the open session by more than the timeout: its own session, already over.
+            standalone = open_session(event, t)
+        else:
+            if session is not None:
+                self._close_session(session, out, now)
+            session = open_session(event, t)
+            opened = True
+        target = standalone or session
+        add_event(target, event, t, self.config.conversion_event)
+        self._count_in_windows(event, t, target.session_id, opened=opened or standalone is not None)
+        if standalone is not None:
+            self._close_session(standalone, out, now)
+        else:
+            out.reactions += self._session_rules(session, now)
+            state["session"] = session.to_dict()
+            heapq.heappush(self._closing, (session.end + timeout, key))
+        state["seen"] = self._remember(seen, event.event_id, t, ref, target.session_id)
+        self.visitors[key] = state
+        out.dirty.add(key)
+        out.events.append((key, event.model_copy(update={"session_id": target.session_id})))
+        self.stats["events"] += 1
+        return out
+
+    def idle(self, *, now: datetime, wall: float) -> Output:
+        """Called now and then in processing time: after ``idle_timeout_s`` without events the
+        watermark moves on without them, so the last windows and sessions of a quiet stream close."""
+        quiet = wall - self.last_event_wall if self.last_event_wall is not None else 0.0
+        if self.last_event_wall is not None and quiet < self.config.idle_timeout_s:
+            return Output()
+        if self.max_time is None:
+            # No event yet: there is no event time to advance, but the merger must not wait for
+            # this partition. It says so once (and again after a restart).
+            if self._said_empty:
+                return Output()
+            self._said_empty = True
+            return Output(partials=[{"kind": "progress", "p": self.partition, "w": size, "through": None}
+                                    for size in self.config.window_sizes])
+        # The later of: event time moved on by the quiet time, or the wall clock minus the lateness
+        # (a replay of old events that has ended closes at once instead of in old time).
+        return self.advance(max(self.max_time + quiet, wall - self.config.lateness_s), now=now)
+
+    # --- closing -------------------------------------------------------------------------------
+
+    def advance(self, watermark: float, *, now: datetime) -> Output:
+        """Move the watermark forward: close sessions over by then, then windows ending by then."""
+        out = Output()
+        if self.watermark is not None and watermark <= self.watermark:
+            return out
+        self.watermark = watermark
+        timeout = self.config.session_timeout_s
+        while self._closing and self._closing[0][0] <= watermark:
+            close_at, key = heapq.heappop(self._closing)
+            state = self.visitors.get(key)
+            if not state or not state.get("session") or state["session"]["end"] + timeout != close_at:
+                continue  # the session was extended (a newer entry is queued) or closed already
+            self._close_session(OpenSession.from_dict(state["session"]), out, now)
+            state["session"] = None
+            self.visitors[key] = state
+            out.dirty.add(key)
+            last = max(s[0] for s in state["seen"].values())
+            heapq.heappush(self._forgetting, (last + self.config.dedup_horizon_s, key))
+        # A visitor with no open session and nothing seen within the dedup horizon is forgotten,
+        # so state stays bounded by the visitors of the last horizon.
+        while self._forgetting and self._forgetting[0][0] <= watermark:
+            _, key = heapq.heappop(self._forgetting)
+            state = self.visitors.get(key)
+            if state and not state.get("session") and \
+                    max(s[0] for s in state["seen"].values()) + self.config.dedup_horizon_s <= watermark:
+                del self.visitors[key]
+                out.dirty.add(key)
+        for size in self.config.window_sizes:
+            through = closes_through(watermark, size)
+            if through <= self.closed_through.get(size, -1):
+                continue
+            self.closed_through[size] = through
+            for key in sorted(k for k in self.windows if k[0] == size and k[1] + size <= through):
+                agg = self.windows.pop(key)
+                out.partials.append({"kind": "window", "p": self.partition, "w": size, "s": key[1],
+                                     "source": key[2], **agg.partial()})
+            out.partials.append({"kind": "progress", "p": self.partition, "w": size, "through": through})
+        return out
+
+    def _close_session(self, session: OpenSession, out: Output, now: datetime) -> None:
+        out.sessions.append(session.to_record())
+        ends = session.end + self.config.session_timeout_s
+        for size in self.config.window_sizes:
+            self._window(size, ends, session.source).add_session_end(
+                session.page_views, session.converted, session.experiments)
+        for rule in self.rules().of(r.SequenceRule):
+            if rule.applies_to(session.source) and rule.first in session.event_names \
+                    and rule.absent not in session.event_names:
+                out.reactions.append(r.make_reaction(
+                    rule, "sequence", session.session_id, session.start, session.end, 1, 0,
+                    f"session {session.session_id} ({session.user_id or session.anonymous_id}): "
+                    f"{rule.first!r} and no {rule.absent!r} by session end", now))
+        self.stats["sessions_closed"] += 1
+
+    def _session_rules(self, session: OpenSession, now: datetime) -> list[Reaction]:
+        fired = []
+        for rule in self.rules().of(r.SessionRule):
+            if rule.name in session.fired or not rule.applies_to(session.source):
+                continue
+            value = float(getattr(session, rule.field))
+            if rule.holds(value):
+                session.fired.append(rule.name)
+                fired.append(r.make_reaction(
+                    rule, "session", session.session_id, session.start, session.end, value, rule.bound,
+                    f"session {session.session_id} ({session.user_id or session.anonymous_id}): "
+                    f"{rule.field} {value:g} (rule {rule.name})", now))
+        return fired
+
+    # --- windows -------------------------------------------------------------------------------
+
+    def _window(self, size: int, t: float, source: str) -> WindowAggregate:
+        """The open window of ``size`` holding ``t``; the oldest open one when that has closed."""
+        start = window_start(t, size)
+        through = self.closed_through.get(size)
+        if through is not None and start + size <= through:
+            start = through
+        key = (size, start, source)
+        agg = self.windows.get(key)
+        if agg is None:
+            agg = self.windows[key] = WindowAggregate()
+        return agg
+
+    def _count_in_windows(self, event: Event, t: float, session_id: str, *, opened: bool) -> None:
+        conversion = event.type == "track" and event.event == self.config.conversion_event
+        revenue = revenue_of(event) if conversion else None
+        for size in self.config.window_sizes:
+            through = self.closed_through.get(size)
+            if through is not None and window_start(t, size) + size <= through:
+                self._window(size, t, event.source).counts[counter_key(m.LATE_EVENTS)] += 1
+                self.stats[f"late_events_{size}s"] += 1
+                continue
+            agg = self._window(size, t, event.source)
+            agg.add_event(event.visitor_id, session_id, event.type, event.event, event.path, event.is_bot,
+                          conversion, revenue)
+            if opened:
+                agg.counts[counter_key(m.SESSIONS_STARTED)] += 1
+
+    def _remember(self, seen: dict, event_id: str, t: float, ref: str, session_id: str) -> dict:
+        """Add an id to the visitor's seen ids, forgetting those a horizon behind the newest."""
+        latest = max(t, max((v[0] for v in seen.values()), default=t))
+        horizon = latest - self.config.dedup_horizon_s
+        kept = {k: v for k, v in seen.items() if v[0] >= horizon} if len(seen) > 64 else dict(seen)
+        kept[event_id] = [t, ref, session_id]
+        return kept

@@ -1,0 +1,124 @@
+"""A generated clickstream with known answers, and helpers to run the processor on the real broker.
+
+The answers (sessions, page views per window) are computed here by a deliberately simple,
+separate implementation: sort each device's events by time and cut where the gap reaches the
+timeout; count page views by window start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import subprocess
+import sys
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from aiokafka import AIOKafkaProducer
+
+from clickstream.events import Event
+from clickstream.kafka import create_topics, producer_config
+from clickstream.settings import Settings
+from clickstream.topics import Topics
+
+TIMEOUT_S = 20  # session timeout of these tests, in event time
+WINDOW_S = 10
+
+
+@dataclass
+class Stream:
+    events: list[Event]  # in delivery order, repeats included
+    sessions: dict[str, tuple[int, int]]  # first event id -> (event count, page views)
+    page_views: Counter  # window start (epoch s) -> page views
+
+
+def generate(seed: int, visitors: int = 40, start: datetime | None = None) -> Stream:
+    rng = random.Random(seed)
+    start = start or datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=2)
+    timeline = []
+    n = 0
+    for v in range(visitors):
+        anon, user = f"anon-{seed}-{v}", None
+        t = start + timedelta(seconds=rng.uniform(0, 60))
+        for _ in range(rng.randint(1, 3)):  # sessions
+            for _ in range(rng.randint(1, 6)):  # events, a few seconds apart
+                if user is None and rng.random() < 0.1:
+                    user = f"user-{seed}-{v}"  # signs in: later events carry both ids
+                kind = "page" if rng.random() < 0.7 else "track"
+                timeline.append(Event(
+                    event_id=f"e-{seed}-{n}", type=kind, event=None if kind == "page" else "Clicked",
+                    anonymous_id=anon, user_id=user, timestamp=t, received_at=t, source="web",
+                    path=rng.choice(["/", "/pricing", "/docs"]) if kind == "page" else None))
+                n += 1
+                t += timedelta(seconds=rng.uniform(1, 12))
+            t += timedelta(seconds=rng.uniform(TIMEOUT_S + 5, TIMEOUT_S + 60))
+    timeline.sort(key=lambda e: e.timestamp)
+    # Delivery: mostly in time order, neighbours swapped now and then (within the lateness),
+    # and one in twenty delivered twice (an SDK retry).
+    delivered = list(timeline)
+    for i in range(0, len(delivered) - 1, 7):
+        delivered[i], delivered[i + 1] = delivered[i + 1], delivered[i]
+    with_repeats = []
+    for e in delivered:
+        with_repeats.append(e)
+        if rng.random() < 0.05:
+            with_repeats.append(e)
+    return Stream(with_repeats, expected_sessions(timeline), expected_page_views(timeline))
+
+
+def expected_sessions(events: list[Event]) -> dict[str, tuple[int, int]]:
+    by_device = defaultdict(list)
+    for e in events:
+        by_device[e.anonymous_id].append(e)
+    sessions = {}
+    for device_events in by_device.values():
+        device_events.sort(key=lambda e: e.timestamp)
+        current = None
+        for e in device_events:
+            if current is None or (e.timestamp - previous).total_seconds() >= TIMEOUT_S:
+                current = e.event_id
+                sessions[current] = (0, 0)
+            count, views = sessions[current]
+            sessions[current] = (count + 1, views + (e.type == "page"))
+            previous = e.timestamp
+    return sessions
+
+
+def expected_page_views(events: list[Event]) -> Counter:
+    return Counter(int(e.timestamp.timestamp()) // WINDOW_S * WINDOW_S for e in events if e.type == "page")
+
+
+def settings_for(settings_factory, **overrides) -> Settings:
+    values = dict(session_timeout_s=TIMEOUT_S, windows_s=[WINDOW_S], lateness_s=5, idle_timeout_s=2,
+                  topic_partitions=4)
+    values.update(overrides)
+    return settings_factory(**values)
+
+
+def produce(settings: Settings, events: list[Event]) -> None:
+    """Write events to ``clickstream.raw`` as the API does (keyed by device)."""
+    async def run():
+        await create_topics(settings)
+        producer = AIOKafkaProducer(**producer_config(settings))
+        await producer.start()
+        try:
+            topic = Topics.from_settings(settings).raw
+            for e in events:
+                await producer.send(topic, key=e.device_key.encode(), value=e.to_bytes())
+            await producer.flush()
+        finally:
+            await producer.stop()
+
+    asyncio.run(run())
+
+
+def start_processor(settings: Settings, log: Path, **overrides) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLICKSTREAM_")}
+    env.update(settings.as_env())
+    env.update({f"CLICKSTREAM_{k.upper()}": str(v) for k, v in overrides.items()})
+    out = open(log, "ab")
+    return subprocess.Popen([sys.executable, "-m", "clickstream", "processor"], env=env, stdout=out,
+                            stderr=subprocess.STDOUT, start_new_session=True)
