@@ -9,14 +9,17 @@
 * ``merge`` reads the partials; the :class:`WindowMerger` emits final rows to
   ``clickstream.metrics`` and evaluates the window rules. Reactions go to ``clickstream.reactions``.
 
+State lives in compacted topics (``processor.visitors``: one record per device;
+``processor.checkpoints``: one per partition; ``processor.merger``), read back in full by
+the worker that takes a partition over.
+
 Consistency after a crash: events are acknowledged (their offsets become committable) only
 after a *checkpoint*: first every output of the events is sent and acknowledged by the broker,
-then the changed visitor states and the partition's state (watermark, open windows, offsets
-processed) are written to the tables' changelog topics and acknowledged. A restarted worker
-recovers the tables, skips records already in the checkpoint and processes the rest again:
-sessions, windows and metrics come out the same as without the crash. Outputs of the
-events after the last checkpoint can be sent twice (same ids and contents), never lost.
-Tansu accepts no transactions, so this does without Kafka's exactly-once.
+then the changed visitor states, then the partition's state (watermark, open windows, offsets
+processed). A restarted worker loads the state, skips records already in the checkpoint and
+processes the rest again: sessions, windows and metrics come out the same as without the
+crash. Outputs of the events after the last checkpoint can be sent twice (same ids and
+contents), never lost. Tansu accepts no transactions, so this does without Kafka's exactly-once.
 """
 
 from __future__ import annotations
@@ -28,7 +31,9 @@ from collections import Counter
 from datetime import datetime, timezone
 
 import faust
+from faust.types import TP
 from pydantic import ValidationError
+from pydantic_core import from_json
 
 from clickstream.events import Event
 from clickstream.settings import Settings
@@ -36,13 +41,13 @@ from clickstream.topics import Topics
 from stream_processor.merge import WindowMerger
 from stream_processor.partition import Output, PartitionProcessor, ProcessingConfig
 from stream_processor.rules_file import RulesHolder
+from stream_processor.state_store import encode, read_partition
 
 log = logging.getLogger(__name__)
 
 # A checkpoint is taken after this many events, or this often while events are pending.
 CHECKPOINT_EVENTS = 5000
 CHECKPOINT_INTERVAL_S = 0.25
-JSON = {"key_serializer": "json", "value_serializer": "json"}
 
 
 def processing_config(settings: Settings) -> ProcessingConfig:
@@ -61,10 +66,12 @@ def create_app(settings: Settings) -> faust.App:
     app = faust.App(
         topics.group("processor"),
         broker=f"kafka://{settings.bootstrap_servers}",
-        store="memory://",  # tables are rebuilt from their changelog topics on start
         topic_partitions=partitions,
         topic_replication_factor=settings.topic_replication_factor,
         producer_acks=-1,
+        # Checkpoints send thousands of records at once: fewer, larger produce requests.
+        producer_max_batch_size=512 * 1024,
+        producer_linger=0.005,
         # Short group timeouts: a restarted worker gets its partitions back in seconds.
         broker_session_timeout=6,
         broker_rebalance_timeout=6,
@@ -79,37 +86,54 @@ def create_app(settings: Settings) -> faust.App:
     config = processing_config(settings)
     rules = RulesHolder(settings.rules_file, settings.page_view_threshold)
 
-    def raw_topic(name: str, **kwargs) -> faust.TopicT:
+    def byte_topic(name: str, **kwargs) -> faust.TopicT:
         return app.topic(name, key_type=bytes, value_type=bytes, value_serializer="raw", **kwargs)
 
-    raw_in = raw_topic(topics.raw)
-    events_out = raw_topic(topics.events)
-    sessions_out = raw_topic(topics.sessions)
-    metrics_out = raw_topic(topics.metrics)
-    reactions_out = raw_topic(topics.reactions)
-    partials = app.topic(f"{settings.topic_prefix}processor.window-partials", key_type=bytes,
-                         value_serializer="json", partitions=1, internal=True)
-    visitors = app.Table("visitors", partitions=partitions)
-    checkpoints = app.Table("partition-checkpoints", partitions=partitions)
-    merger_state = app.Table("merger", partitions=1)
+    def state_topic(name: str, count: int) -> faust.TopicT:
+        return byte_topic(f"{settings.topic_prefix}processor.{name}", partitions=count, internal=True,
+                          compacting=True)
+
+    raw_in = byte_topic(topics.raw)
+    events_out = byte_topic(topics.events)
+    sessions_out = byte_topic(topics.sessions)
+    metrics_out = byte_topic(topics.metrics)
+    reactions_out = byte_topic(topics.reactions)
+    partials = byte_topic(f"{settings.topic_prefix}processor.window-partials", partitions=1, internal=True)
+    visitor_states = state_topic("visitors", partitions)  # key: device; value: its state
+    checkpoints = state_topic("checkpoints", partitions)  # key: partition; value: its state
+    merger_state = state_topic("merger", 1)
 
     processors: dict[int, PartitionProcessor] = {}
+    loading: dict[int, asyncio.Task] = {}
     batch = {"out": Output(), "events": [], "since": time.monotonic()}
-
     lock = asyncio.Lock()
     streams: dict[str, faust.StreamT] = {}
     merging: dict[str, WindowMerger] = {}  # the merger, while this worker owns the partials' partition
 
-    def processor(partition: int) -> PartitionProcessor:
+    async def load(partition: int) -> PartitionProcessor:
+        visitors = await read_partition(settings.bootstrap_servers, visitor_states.get_topic_name(), partition)
+        saved = await read_partition(settings.bootstrap_servers, checkpoints.get_topic_name(), partition)
+        proc = PartitionProcessor(partition, config, visitors, rules.current)
+        proc.restore(saved.get(str(partition)))
+        log.info("partition %d: state of %d visitors loaded, resuming after offsets %s",
+                 partition, len(visitors), proc.offsets)
+        return proc
+
+    async def processor(partition: int) -> PartitionProcessor:
         proc = processors.get(partition)
         if proc is None:
-            proc = processors[partition] = PartitionProcessor(partition, config, visitors.data, rules.current)
-            proc.restore(checkpoints.data.get(f"p{partition}"))
+            task = loading.get(partition)
+            if task is None:
+                task = loading[partition] = asyncio.ensure_future(load(partition))
+            try:
+                proc = processors[partition] = await task
+            finally:
+                loading.pop(partition, None)
         return proc
 
     @app.on_partitions_revoked.connect
     async def _revoked(sender, revoked, **kwargs) -> None:
-        # Their unacknowledged events go to the new owner, who resumes from the checkpoint.
+        # Their unacknowledged events go to the new owner, which resumes from the checkpoint.
         for tp in revoked:
             if tp.topic == topics.raw:
                 processors.pop(tp.partition, None)
@@ -123,40 +147,21 @@ def create_app(settings: Settings) -> faust.App:
         """Send the batch's outputs, then its state, then acknowledge its events (see module doc)."""
         async with lock:
             out, events = batch["out"], batch["events"]
-            if not events and not out.partials and not out.dirty and not out.sessions:
-                batch["since"] = time.monotonic()
-                return
             batch.update(out=Output(), events=[], since=time.monotonic())
-            # State as of this batch, taken before any await lets the agent move on.
-            touched = {p for p in processors}
-            states = {p: processors[p].checkpoint() for p in touched}
-            dirty = {key: (dict(visitors.data[key]) if key in visitors.data else None) for key in out.dirty}
-            partition_of = {key: (value or {}).get("p") for key, value in dirty.items()}
-            futures = []
-            for key, event in out.events:
-                futures.append(await events_out.send(key=key.encode(), value=event.to_bytes(), force=True))
-            for record in out.sessions:
-                futures.append(await sessions_out.send(key=record.session_id.encode(), value=record.to_bytes(),
-                                                       force=True))
-            for reaction in out.reactions:
-                futures.append(await reactions_out.send(key=reaction.subject.encode(), value=reaction.to_bytes(),
-                                                        force=True))
-            for partial in out.partials:
-                futures.append(await partials.send(key=str(partial["w"]).encode(), value=partial, force=True))
-            await asyncio.gather(*futures)
-            futures = []
-            for key, value in dirty.items():
-                partition = partition_of[key]
-                if partition is None:  # forgotten visitor: a tombstone, in the partition it lived in
-                    partition = deleted_partition.pop(key, None)
-                if partition is not None:
-                    futures.append(await visitors.changelog_topic.send(
-                        key=key, value=value, partition=partition, force=True, **JSON))
-            for p, state in states.items():
-                futures.append(await checkpoints.changelog_topic.send(
-                    key=f"p{p}", value=state, partition=p, force=True, **JSON))
-                checkpoints.data[f"p{p}"] = state
-            await asyncio.gather(*futures)
+            if not events and not out.partials and not out.dirty and not out.sessions and not out.reactions:
+                return
+            # State as of this batch, serialized before any await lets the agent move on.
+            states = {p: encode(proc.checkpoint()) for p, proc in processors.items()}
+            dirty = [(key, partition, encode(processors[partition].visitors.get(key)))
+                     for partition, key in out.dirty if partition in processors]
+            sends = [(events_out, key.encode(), event.to_bytes(), None) for key, event in out.events]
+            sends += [(sessions_out, r.session_id.encode(), r.to_bytes(), None) for r in out.sessions]
+            sends += [(reactions_out, r.subject.encode(), r.to_bytes(), None) for r in out.reactions]
+            sends += [(partials, str(x["w"]).encode(), encode(x), None) for x in out.partials]
+            await send_all(sends)
+            # The visitors' states are durable before the checkpoint that skips their events is.
+            await send_all([(visitor_states, key.encode(), value, partition) for key, partition, value in dirty])
+            await send_all([(checkpoints, str(p).encode(), value, p) for p, value in states.items()])
             stream = streams.get("process")
             for event in events:
                 await stream.ack(event)
@@ -165,12 +170,13 @@ def create_app(settings: Settings) -> faust.App:
             stats["sessions_out"] += len(out.sessions)
             stats["reactions_out"] += len(out.reactions)
 
-    deleted_partition: dict[str, int] = {}
+    async def send_all(records: list) -> None:
+        futures = [await topic.send(key=key, value=value, partition=partition, force=True)
+                   for topic, key, value, partition in records]
+        await asyncio.gather(*futures)
 
     def collect(out: Output, partition: int) -> None:
-        for key in out.dirty:
-            if key not in visitors.data:
-                deleted_partition[key] = partition
+        out.dirty = {(partition, key) for key in out.dirty}
         batch["out"].extend(out)
 
     @app.agent(raw_in)
@@ -179,17 +185,16 @@ def create_app(settings: Settings) -> faust.App:
         streams["process"] = stream
         async for event in stream.events():
             message = event.message
+            proc = await processor(message.partition)
             try:
                 value = Event.from_bytes(event.value)
             except ValidationError as exc:
-                # Only the API writes these events; a record it cannot have written stays in the log.
+                # Only the API writes this topic; a record it cannot have written stays in its log.
                 stats["undecodable_raw"] += 1
                 log.error("undecodable record on %s at %s: %s", message.topic, message.offset, exc)
-                batch["events"].append(event)
-                continue
-            out = processor(message.partition).process(
-                value, message.topic, message.offset, now=now(), wall=time.time())
-            collect(out, message.partition)
+            else:
+                collect(proc.process(value, message.topic, message.offset, now=now(), wall=time.time()),
+                        message.partition)
             batch["events"].append(event)
             if len(batch["events"]) >= CHECKPOINT_EVENTS:
                 await checkpoint()
@@ -200,31 +205,43 @@ def create_app(settings: Settings) -> faust.App:
         async for event in stream.events():
             merger = merging.get("m")
             if merger is None:
-                merger = merging["m"] = WindowMerger(partitions, config.window_sizes, rules.current)
-                merger.restore(merger_state.data.get("state"))
-            rows, reactions = merger.add(event.value, now())
-            futures = [await metrics_out.send(key=row.metric.encode(), value=row.to_bytes(), force=True)
-                       for row in rows]
-            futures += [await reactions_out.send(key=r.subject.encode(), value=r.to_bytes(), force=True)
-                        for r in reactions]
-            await asyncio.gather(*futures)
-            state = merger.to_dict()
-            merger_state.data["state"] = state
-            await (await merger_state.changelog_topic.send(key="state", value=state, partition=0, force=True,
-                                                           **JSON))
+                merger = merging["m"] = WindowMerger(partitions, config.window_sizes, rules.current,
+                                                     grace_s=settings.idle_timeout_s)
+                saved = await read_partition(settings.bootstrap_servers, merger_state.get_topic_name(), 0)
+                merger.restore(saved.get("state"))
+            rows, reactions = merger.add(from_json(event.value), now(), time.time())
+            sends = [(metrics_out, row.metric.encode(), row.to_bytes(), None) for row in rows]
+            sends += [(reactions_out, r.subject.encode(), r.to_bytes(), None) for r in reactions]
+            await send_all(sends)
+            if merger.changed:
+                await send_all([(merger_state, b"state", encode(merger.to_dict()), 0)])
             await stream.ack(event)
             stats["metric_rows"] += len(rows)
             stats["reactions_out"] += len(reactions)
             for reaction in reactions:
                 log.info("reaction %s: %s", reaction.reaction_id, reaction.message)
 
+    def behind(partition: int, proc: PartitionProcessor) -> bool:
+        """True when the broker holds records of this partition the processor has not seen yet."""
+        try:
+            highwater = app.consumer.highwater(TP(topics.raw, partition))
+        except Exception:  # no fetch answered yet for this partition
+            return False
+        done = proc.offsets.get(topics.raw)
+        return highwater is not None and highwater > (done if done is not None else -1) + 1
+
     @app.timer(CHECKPOINT_INTERVAL_S)
     async def tick() -> None:
-        if not app.tables.recovery.completed.is_set() or app.rebalancing:
+        if app.rebalancing:
             return
         assigned = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topics.raw}
         for partition in sorted(assigned):
-            collect(processor(partition).idle(now=now(), wall=time.time()), partition)
+            proc, wall = await processor(partition), time.time()
+            if behind(partition, proc):
+                # Not quiet, only busy (or catching up): records wait to be read.
+                proc.last_event_wall = wall
+                continue
+            collect(proc.idle(now=now(), wall=wall), partition)
         if time.monotonic() - batch["since"] >= CHECKPOINT_INTERVAL_S:
             await checkpoint()
 
@@ -234,11 +251,16 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.page("/health")
     async def health(web, request):
-        # Ready once the worker holds partitions and has rebuilt its tables from their changelogs.
-        ready = app.tables.recovery.completed.is_set() and not app.rebalancing
+        # Ready once the worker holds its partitions and has loaded their state.
+        assigned = sorted(tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topics.raw)
+        ready = not app.rebalancing and bool(assigned) and all(p in processors for p in assigned)
         late = sum(v for p in processors.values() for k, v in p.stats.items() if k.startswith("late_events"))
+        merger = merging.get("m")
         body = {"status": "ok" if ready else "starting", **stats, "late_events": late,
-                "partitions": sorted(processors), "rules": rules.describe()}
+                "visitors_in_state": sum(len(p.visitors) for p in processors.values()),
+                "assigned": assigned, "partitions": sorted(processors),
+                "partition_stats": {p: dict(x.stats) for p, x in sorted(processors.items())},
+                "merger": dict(merger.stats) if merger else None, "rules": rules.describe()}
         return web.json(body, status=200 if ready else 503)
 
     return app

@@ -45,8 +45,11 @@ def window_values(counts: Counter, visitors: HyperLogLog) -> dict[tuple[str, str
 
 
 class WindowMerger:
-    def __init__(self, partitions: int, window_sizes: tuple[int, ...], rules: Callable[[], r.RuleSet]):
+    def __init__(self, partitions: int, window_sizes: tuple[int, ...], rules: Callable[[], r.RuleSet],
+                 grace_s: float = 10.0):
         self.partitions = partitions
+        self.grace_s = grace_s
+        self.waiting: dict[int, float] = {}
         self.window_sizes = window_sizes
         self.rules = rules
         self.progress: dict[int, dict[int, int]] = {w: {} for w in window_sizes}
@@ -58,6 +61,7 @@ class WindowMerger:
         self.decided: set[str] = set()
         self.cooldowns = r.Cooldowns()
         self.stats: Counter[str] = Counter()
+        self.changed = False
 
     # --- state ---------------------------------------------------------------------------------
 
@@ -65,7 +69,7 @@ class WindowMerger:
         return {
             "progress": {str(w): {str(p): t for p, t in ps.items()} for w, ps in self.progress.items()},
             "final_through": {str(w): t for w, t in self.final_through.items()},
-            "pending": {f"{w}|{s}|{src}": {"counts": dict(v["counts"]), "hll": v["hll"].to_text(),
+            "pending": {f"{w}|{s}|{src}": {"counts": dict(v["counts"]), "hll": self._hll_text(v),
                                            "parts": sorted(v["parts"])}
                         for (w, s, src), v in self.pending.items()},
             "sources": sorted(self.sources),
@@ -74,6 +78,13 @@ class WindowMerger:
             "decided": sorted(self.decided),
             "cooldowns": self.cooldowns.last,
         }
+
+    @staticmethod
+    def _hll_text(entry: dict) -> str:
+        # Encoding a sketch is the costliest part of saving the state: only redo it when it changed.
+        if "text" not in entry:
+            entry["text"] = entry["hll"].to_text()
+        return entry["text"]
 
     def restore(self, d: dict | None) -> None:
         if not d:
@@ -94,7 +105,10 @@ class WindowMerger:
 
     # --- input ---------------------------------------------------------------------------------
 
-    def add(self, partial: dict, now: datetime) -> tuple[list[MetricRow], list[Reaction]]:
+    def add(self, partial: dict, now: datetime, wall: float = 0.0) -> tuple[list[MetricRow], list[Reaction]]:
+        """Take one partial or progress mark; ``wall`` is the processing-time clock (seconds).
+        Afterwards :attr:`changed` says whether the state changed (and needs saving)."""
+        self.changed = False
         size = partial["w"]
         if size not in self.progress:
             return [], []  # a window size no longer configured
@@ -113,8 +127,11 @@ class WindowMerger:
             entry["parts"].add(partial["p"])
             entry["counts"].update(partial["counts"])
             entry["hll"].merge(HyperLogLog.from_text(partial["hll"]))
+            entry.pop("text", None)
+            self.changed = True
             return [], []
         marks = self.progress[size]
+        self.changed = True
         through = partial["through"]
         if through is None:
             # A partition without events: windows need not wait for it (until it has some).
@@ -124,6 +141,13 @@ class WindowMerger:
         known = [t for t in marks.values() if t is not None]
         if len(marks) < self.partitions or not known:
             return [], []
+        if len(known) < len(marks):
+            # Some partitions have had no events: wait a grace period (processing time) for them
+            # before finalizing without them, so a worker that starts a little later is not left out.
+            first_ready = self.waiting.setdefault(size, wall)
+            if wall - first_ready < self.grace_s:
+                return [], []
+        self.waiting.pop(size, None)
         return self._finalize(size, min(known), now)
 
     def _finalize(self, size: int, through: int, now: datetime) -> tuple[list[MetricRow], list[Reaction]]:

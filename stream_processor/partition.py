@@ -184,9 +184,9 @@ class PartitionProcessor:
             self._said_empty = True
             return Output(partials=[{"kind": "progress", "p": self.partition, "w": size, "through": None}
                                     for size in self.config.window_sizes])
-        # The later of: event time moved on by the quiet time, or the wall clock minus the lateness
-        # (a replay of old events that has ended closes at once instead of in old time).
-        return self.advance(max(self.max_time + quiet, wall - self.config.lateness_s), now=now)
+        # Event time is taken to move on with the wall clock from the last event, not to jump to
+        # the wall clock: a backfill of old events that pauses must not find its windows closed.
+        return self.advance(self.max_time + quiet, now=now)
 
     # --- closing -------------------------------------------------------------------------------
 

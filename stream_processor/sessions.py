@@ -11,7 +11,7 @@ in one session (whose record then carries the user id), instead of being split i
 from __future__ import annotations
 
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from clickstream.events import Event
@@ -73,7 +73,9 @@ class OpenSession:
         return self.end - self.start
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        # Shallow on purpose (asdict's deep copy is the costliest step per event): the state
+        # is serialized whole at each checkpoint, and its lists belong to this session only.
+        return dict(vars(self))
 
     @classmethod
     def from_dict(cls, d: dict) -> OpenSession:

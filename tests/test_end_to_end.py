@@ -68,7 +68,7 @@ def test_post_to_reaction_and_lake(settings_factory, free_ports, tmp_path):
     settings = settings_factory(
         api_port=free_ports(), dashboard_port=free_ports(), processor_port=free_ports(),
         reactor_port=free_ports(), sink_port=free_ports(),
-        page_view_threshold=5, flush_interval_s=1, webhook_url=webhook.url, lateness_s=5, idle_timeout_s=5,
+        page_view_threshold=5, flush_interval_s=1, webhook_url=webhook.url, lateness_s=5, idle_timeout_s=3, windows_s=[10],
         state_dir=tmp_path / ".clickstream",
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLICKSTREAM_")}
@@ -83,8 +83,9 @@ def test_post_to_reaction_and_lake(settings_factory, free_ports, tmp_path):
         }
         assert clickstream("up", env=env, cwd=tmp_path).stdout.startswith("clickstream is already running")
 
-        # Five page views of /pricing in one minute (the threshold), two of /, one track call. The
-        # minute is the previous one, so its window closes as soon as the stream goes quiet.
+        # Five page views of /pricing in one 10-second window (the threshold), two of /, one track
+        # call, all at one time in the previous minute: after the idle timeout the watermark moves on
+        # from there and the window closes within seconds.
         minute = (datetime.now(timezone.utc) - timedelta(minutes=1)).replace(second=1, microsecond=0).isoformat()
         api = settings.url(settings.api_port)
         auth = (settings.demo_write_key, "")

@@ -31,7 +31,7 @@ WINDOW_S = 10
 @dataclass
 class Stream:
     events: list[Event]  # in delivery order, repeats included
-    sessions: dict[str, tuple[int, int]]  # first event id -> (event count, page views)
+    sessions: dict[str, tuple[int, int]]  # "device|first delivered event id" -> (event count, page views)
     page_views: Counter  # window start (epoch s) -> page views
 
 
@@ -66,24 +66,29 @@ def generate(seed: int, visitors: int = 40, start: datetime | None = None) -> St
         with_repeats.append(e)
         if rng.random() < 0.05:
             with_repeats.append(e)
-    return Stream(with_repeats, expected_sessions(timeline), expected_page_views(timeline))
+    return Stream(with_repeats, expected_sessions(timeline, with_repeats), expected_page_views(timeline))
 
 
-def expected_sessions(events: list[Event]) -> dict[str, tuple[int, int]]:
+def expected_sessions(events: list[Event], delivered: list[Event]) -> dict[str, tuple[int, int]]:
+    """Sessions of each device: cut where the gap reaches the timeout. A session's id derives from
+    the first of its events to be delivered (which, out of order, need not be the earliest)."""
     by_device = defaultdict(list)
     for e in events:
         by_device[e.anonymous_id].append(e)
+    order = {}
+    for i, e in enumerate(delivered):
+        order.setdefault(e.event_id, i)
     sessions = {}
-    for device_events in by_device.values():
+    for device, device_events in by_device.items():
         device_events.sort(key=lambda e: e.timestamp)
-        current = None
+        cut = [[]]
         for e in device_events:
-            if current is None or (e.timestamp - previous).total_seconds() >= TIMEOUT_S:
-                current = e.event_id
-                sessions[current] = (0, 0)
-            count, views = sessions[current]
-            sessions[current] = (count + 1, views + (e.type == "page"))
-            previous = e.timestamp
+            if cut[-1] and (e.timestamp - cut[-1][-1].timestamp).total_seconds() >= TIMEOUT_S:
+                cut.append([])
+            cut[-1].append(e)
+        for session in cut:
+            first = min(session, key=lambda e: order[e.event_id])
+            sessions[f"{device}|{first.event_id}"] = (len(session), sum(e.type == "page" for e in session))
     return sessions
 
 
@@ -92,7 +97,10 @@ def expected_page_views(events: list[Event]) -> Counter:
 
 
 def settings_for(settings_factory, **overrides) -> Settings:
-    values = dict(session_timeout_s=TIMEOUT_S, windows_s=[WINDOW_S], lateness_s=5, idle_timeout_s=2,
+    # The idle timeout only decides when the watermark starts to move without events (then by the
+    # time passed since the last one), so a long one costs these tests nothing and spares a loaded
+    # machine's slow fetches from being taken for a quiet stream.
+    values = dict(session_timeout_s=TIMEOUT_S, windows_s=[WINDOW_S], lateness_s=5, idle_timeout_s=8,
                   topic_partitions=4)
     values.update(overrides)
     return settings_factory(**values)

@@ -45,7 +45,7 @@ def check_sessions(records, stream):
         s = SessionRecord.from_bytes(r.value)
         # A session may be sent twice after a crash, never with other contents.
         assert sessions.setdefault(s.session_id, s) == s
-    expected = {session_id_for(e.split("|")[0], e.split("|")[1]): v for e, v in stream.sessions.items()}
+    expected = {session_id_for(*k.split("|")): v for k, v in stream.sessions.items()}
     assert {k: (s.event_count, s.page_views) for k, s in sessions.items()} == expected
 
 
@@ -59,13 +59,6 @@ def check_page_views(records, stream):
     assert {k: v for k, v in rows.items() if v} == {k: float(v) for k, v in stream.page_views.items()}
 
 
-def with_device_keys(stream):
-    # Expected sessions are keyed by first event id; the session id derives from device and event.
-    by_id = {e.event_id: e for e in stream.events}
-    stream.sessions = {f"{by_id[k].anonymous_id}|{k}": v for k, v in stream.sessions.items()}
-    return stream
-
-
 def read_outputs(read_topic, settings, stream, timeout=120):
     topics = Topics.from_settings(settings)
     sessions = read_topic(settings.bootstrap_servers, topics.sessions, len(stream.sessions), timeout)
@@ -76,7 +69,7 @@ def read_outputs(read_topic, settings, stream, timeout=120):
 
 def test_known_answers_sessions_windows_and_dedup(settings_factory, read_topic, tmp_path):
     settings = settings_for(settings_factory)
-    stream = with_device_keys(generate(seed=1))
+    stream = generate(seed=1)
     produce(settings, stream.events)
     log = tmp_path / "processor.log"
     process = start_processor(settings, log)
@@ -89,10 +82,72 @@ def test_known_answers_sessions_windows_and_dedup(settings_factory, read_topic, 
         assert all(e.session_id for e in forwarded)
         topics = Topics.from_settings(settings)
         # Windows close on the watermark, the last ones after the idle timeout.
-        metrics = read_topic(settings.bootstrap_servers, topics.metrics, 1, 60)
-        wait_until(lambda: len(read_topic(settings.bootstrap_servers, topics.metrics, 10**6, 3)) > len(metrics)
-                   or True, 5, "more metric rows")
-        check_page_views(read_topic(settings.bootstrap_servers, topics.metrics, 10**6, 5), stream)
+        wait_for_metrics(read_topic, settings, stream)
     finally:
-        print("health:", httpx.get(f"http://127.0.0.1:{settings.processor_port}/health").text)
         stop(process)
+
+
+def wait_for_metrics(read_topic, settings, stream):
+    """Windows close on the watermark, the last ones after the idle timeout: wait for the last one."""
+    topic = Topics.from_settings(settings).metrics
+    last = max(stream.page_views)
+
+    def rows():
+        records = read_topic(settings.bootstrap_servers, topic, 10**9, 3)
+        done = any(m.MetricRow.from_bytes(r.value).window_start.timestamp() >= last for r in records)
+        return records if done else None
+
+    records = wait_until(rows, 60, "the metric rows of the last window")
+    check_page_views(records, stream)
+
+
+def test_sigkill_mid_stream_gives_the_same_sessions_and_metrics(settings_factory, read_topic, tmp_path):
+    settings = settings_for(settings_factory)
+    stream = generate(seed=2, visitors=800)
+    produce(settings, stream.events)
+    log = tmp_path / "processor.log"
+    process = start_processor(settings, log)
+    try:
+        wait_ready(settings, process, log)
+        # Kill it while it works: after its first checkpoint, before it could have finished.
+        health = f"http://127.0.0.1:{settings.processor_port}/health"
+        out = wait_until(lambda: httpx.get(health).json().get("events_out"), 60, "the first checkpoint", 0.02)
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        assert out < len(set(e.event_id for e in stream.events)), "finished before the kill: use more events"
+        process = start_processor(settings, log)
+        wait_ready(settings, process, log)
+        sessions, events = read_outputs(read_topic, settings, stream)
+        check_sessions(sessions, stream)
+        assert set(Event.from_bytes(r.value).event_id for r in events) == set(e.event_id for e in stream.events)
+        wait_for_metrics(read_topic, settings, stream)
+    finally:
+        stop(process)
+
+
+def test_two_workers_split_the_partitions_and_give_the_same_totals(settings_factory, read_topic, tmp_path,
+                                                                    free_ports):
+    settings = settings_for(settings_factory)
+    stream = generate(seed=3, visitors=60)
+    logs = [tmp_path / "worker-1.log", tmp_path / "worker-2.log"]
+    ports = [settings.processor_port, free_ports()]
+    workers = [start_processor(settings, logs[0]), start_processor(settings, logs[1], processor_port=ports[1])]
+    try:
+        for worker, log, port in zip(workers, logs, ports):
+            wait_ready(settings, worker, log, port=port)
+
+        def split():
+            held = [httpx.get(f"http://127.0.0.1:{port}/health").json() for port in ports]
+            return all(h["status"] == "ok" for h in held) and [h["assigned"] for h in held]
+
+        # Both joined the group and each holds some of the input partitions.
+        held = wait_until(lambda: (h := split()) and all(h) and h, 60, "both workers holding partitions")
+        assert sorted(held[0] + held[1]) == list(range(settings.topic_partitions)), held
+        produce(settings, stream.events)
+        sessions, _ = read_outputs(read_topic, settings, stream)
+        check_sessions(sessions, stream)
+        wait_for_metrics(read_topic, settings, stream)
+        assert [httpx.get(f"http://127.0.0.1:{port}/health").json()["assigned"] for port in ports] == held
+    finally:
+        for worker in workers:
+            stop(worker)
