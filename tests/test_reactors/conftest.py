@@ -58,7 +58,7 @@ def webhook_receiver():
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handle)
     receiver = Receiver(url=f"http://127.0.0.1:{server.server_address[1]}")
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
         yield receiver
