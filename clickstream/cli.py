@@ -387,10 +387,58 @@ def processor() -> None:
 
 @cli.command()
 def reactor() -> None:
-    """Run the reactor (logs reactions, delivers them to the webhook)."""
+    """Run the reactor (routes reactions to webhooks, notifications, the log and custom handlers)."""
+    from reactors.errors import RoutesFileError
     from reactors.main import run
 
-    run(_settings())
+    try:
+        run(_settings())
+    except RoutesFileError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@cli.group()
+def reactions() -> None:
+    """The reactor's dead letters."""
+
+
+@reactions.command("replay")
+@click.option("--since", type=click.DateTime(), help="Dead letters from (UTC); default all.")
+@click.option("--handler", help="Only this handler's dead letters.")
+@click.option("--dry-run", is_flag=True, help="Show how many would be sent, send nothing.")
+def reactions_replay(since, handler, dry_run) -> None:
+    """Resend dead letters through their handler (as named in the current routes) and record the result."""
+    from datetime import timezone
+
+    from reactors.dispatch import ReactorStats
+    from reactors.errors import RoutesFileError
+    from reactors.main import open_dispatcher
+    from reactors.replay import replay_dead_letters, select_dead_letters
+    from reactors.store import read_dead_letters
+
+    settings = _settings()
+
+    async def run():
+        letters = select_dead_letters(await read_dead_letters(settings), handler=handler,
+                                      since=since.replace(tzinfo=timezone.utc) if since else None)
+        click.echo(f"{len(letters)} dead letters match")
+        if dry_run or not letters:
+            return None
+        async with open_dispatcher(settings, ReactorStats()) as dispatcher:
+            return await replay_dead_letters(letters, dispatcher)
+
+    try:
+        report = asyncio.run(run())
+    except RoutesFileError as exc:
+        raise click.ClickException(str(exc)) from None
+    if report is None:
+        return
+    click.echo(f"delivered {report.delivered}, failed again {report.failed} (new dead letters), "
+               f"already delivered {report.already_delivered}")
+    for problem in report.unknown_handler:
+        click.echo(f"not sent, no such handler in the routes: {problem}", err=True)
+    if report.failed or report.unknown_handler:
+        sys.exit(1)
 
 
 @cli.command()

@@ -28,7 +28,8 @@ def producer_config(settings: Settings) -> dict:
 
 async def create_topics(settings: Settings, *, attempts: int = 30) -> list[str]:
     """Create the stack's topics with the configured partitions; existing ones are kept."""
-    topics = Topics.from_settings(settings).all()
+    names = Topics.from_settings(settings)
+    topics = names.all()
     for attempt in range(attempts):
         admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
         try:
@@ -37,7 +38,8 @@ async def create_topics(settings: Settings, *, attempts: int = 30) -> list[str]:
             missing = [t for t in topics if t not in existing]
             if missing:
                 new = [
-                    NewTopic(t, settings.topic_partitions, settings.topic_replication_factor)
+                    NewTopic(t, settings.topic_partitions, settings.topic_replication_factor,
+                             topic_configs=names.config(t))
                     for t in missing
                 ]
                 try:

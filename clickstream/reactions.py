@@ -36,3 +36,53 @@ class Reaction(BaseModel):
     @classmethod
     def from_bytes(cls, data: bytes) -> Reaction:
         return cls.model_validate_json(data)
+
+
+class DeliveryRecord(BaseModel):
+    """One entry of the reactor's delivery ledger (the compacted ``reactor-deliveries`` topic).
+
+    Keyed by :meth:`key`, so compaction keeps the latest outcome of each (handler, reaction):
+    ``delivered`` or ``dead_lettered``. A reactor reads them back at start-up and never
+    hands a reaction to a handler that already has an outcome for it.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    handler: str
+    reaction_id: str
+    outcome: str  # "delivered" | "dead_lettered"
+    attempts: int
+    at: datetime
+
+    def key(self) -> bytes:
+        return delivery_key(self.handler, self.reaction_id)
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json().encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> DeliveryRecord:
+        return cls.model_validate_json(data)
+
+
+def delivery_key(handler: str, reaction_id: str) -> bytes:
+    return f"{handler}\x1f{reaction_id}".encode()
+
+
+class DeadLetter(BaseModel):
+    """A delivery a handler gave up on (``clickstream.dead-letters``): kept whole, for replay."""
+
+    model_config = ConfigDict(frozen=True)
+
+    handler: str
+    reaction: Reaction
+    attempts: int
+    last_error: str
+    failed_at: datetime
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json().encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> DeadLetter:
+        return cls.model_validate_json(data)

@@ -94,8 +94,14 @@ class Settings(BaseSettings):
     )
     flush_interval_s: float = Field(5.0, ge=1, le=900)
     flush_max_bytes: int = Field(64 * 1024 * 1024, gt=0)
-    webhook_url: str | None = None
+    webhook_url: str | None = Field(None, description="the default route's webhook (no routes file)")
+    webhook_secret: str | None = Field(
+        None, description="signs the default route's webhook bodies (X-Clickstream-Signature)"
+    )
     webhook_timeout_s: float = Field(5.0, gt=0)
+    reactor_routes_file: Path | None = Field(
+        None, description="YAML file routing rules to reactor handlers; unset = log, plus webhook_url if set"
+    )
 
     @field_validator("windows_s")
     @classmethod

@@ -16,11 +16,14 @@ class Topics:
     sessions: str  # closed sessions
     metrics: str  # closed metric windows
     reactions: str  # fired rules, consumed by the reactors
+    dead_letters: str  # deliveries a reactor handler gave up on, for `clickstream reactions replay`
+    reactor_deliveries: str  # compacted: which (handler, reaction) pairs were delivered or dead-lettered
 
     @classmethod
     def from_prefix(cls, prefix: str) -> Topics:
         names = [n for n in cls.__dataclass_fields__ if n != "prefix"]
-        return cls(prefix=prefix, **{name: f"{prefix}{name}" for name in names})
+        # Field names use underscores, topic names hyphens: clickstream.dead-letters.
+        return cls(prefix=prefix, **{name: f"{prefix}{name.replace('_', '-')}" for name in names})
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Topics:
@@ -28,6 +31,10 @@ class Topics:
 
     def all(self) -> list[str]:
         return [getattr(self, name) for name in self.__dataclass_fields__ if name != "prefix"]
+
+    def config(self, topic: str) -> dict[str, str]:
+        """Topic-level configuration to create ``topic`` with (the delivery ledger keeps only the last record per key)."""
+        return {"cleanup.policy": "compact"} if topic == self.reactor_deliveries else {}
 
     def group(self, service: str) -> str:
         """Consumer group (and Faust app id) of a service; prefixed so that stacks sharing a broker stay apart."""

@@ -1,54 +1,49 @@
-"""Delivering a reaction to a webhook, with retries and backoff; the HTTP client is passed in."""
+"""The webhook handler: one signed JSON POST per attempt; the HTTP client is passed in.
+
+Headers: ``Idempotency-Key: <reaction_id>`` (the same on every retry, redelivery and replay,
+so receivers can drop repeats) and, with a secret, ``X-Clickstream-Signature: sha256=<hex>``.
+"""
 
 from __future__ import annotations
-
-import asyncio
-import logging
 
 import httpx
 
 from clickstream.reactions import Reaction
+from reactors.errors import DeliveryFailed
+from reactors.signature import SIGNATURE_HEADER, sign
 
-log = logging.getLogger(__name__)
-
-
-class DeliveryFailed(Exception):
-    retriable = True
-
-
-async def post_reaction(client: httpx.AsyncClient, url: str, reaction: Reaction) -> None:
-    """POST one reaction; the reaction id goes in ``Idempotency-Key`` so receivers can drop repeats."""
-    try:
-        response = await client.post(
-            url,
-            content=reaction.to_bytes(),
-            headers={"Content-Type": "application/json", "Idempotency-Key": reaction.reaction_id},
-        )
-    except httpx.HTTPError as exc:
-        raise DeliveryFailed(f"{url}: {exc!r}") from exc
-    if response.status_code >= 300:
-        raise DeliveryFailed(f"{url} answered {response.status_code}")
+# Answers that may succeed later; any other non-2xx answer will not change by retrying.
+RETRIABLE_STATUSES = frozenset({408, 425, 429})
 
 
-def backoff_delays(base: float = 0.5, cap: float = 30.0):
-    """0.5, 1, 2, 4 ... seconds, capped: a webhook that is down is retried, never given up on silently."""
-    delay = base
-    while True:
-        yield delay
-        delay = min(cap, delay * 2)
+def request_headers(reaction: Reaction, body: bytes, secret: str | None, extra: dict[str, str]) -> dict[str, str]:
+    headers = {**extra, "Content-Type": "application/json", "Idempotency-Key": reaction.reaction_id,
+               "User-Agent": "clickstream-reactor"}
+    if secret:
+        headers[SIGNATURE_HEADER] = sign(secret, body)
+    return headers
 
 
-async def deliver_until_accepted(
-    client: httpx.AsyncClient, url: str, reaction: Reaction, *, sleep=asyncio.sleep
-) -> int:
-    """Retry until the webhook accepts; returns the number of failed attempts before success."""
-    failures = 0
-    for delay in backoff_delays():
+def check_status(url: str, status: int) -> None:
+    """Raise unless ``status`` is 2xx; 5xx, 408, 425 and 429 are retriable."""
+    if 200 <= status < 300:
+        return
+    retriable = status >= 500 or status in RETRIABLE_STATUSES
+    hint = " (redirects are not followed: configure the final URL)" if 300 <= status < 400 else ""
+    raise DeliveryFailed(f"{url} answered {status}{hint}", retriable=retriable)
+
+
+class WebhookHandler:
+    def __init__(self, client: httpx.AsyncClient, url: str, *, secret: str | None = None,
+                 timeout_s: float = 5.0, headers: dict[str, str] | None = None):
+        self.client, self.url, self.secret, self.timeout_s = client, url, secret, timeout_s
+        self.headers = dict(headers or {})
+
+    async def __call__(self, reaction: Reaction) -> None:
+        body = reaction.to_bytes()
         try:
-            await post_reaction(client, url, reaction)
-            return failures
-        except DeliveryFailed as exc:
-            failures += 1
-            log.warning("webhook delivery of %s failed (%s); retrying in %.1fs", reaction.reaction_id, exc, delay)
-            await sleep(delay)
-    raise AssertionError("unreachable")
+            response = await self.client.post(self.url, content=body, timeout=self.timeout_s,
+                                              headers=request_headers(reaction, body, self.secret, self.headers))
+        except httpx.HTTPError as exc:
+            raise DeliveryFailed(f"{self.url}: {type(exc).__name__}: {exc}") from exc
+        check_status(self.url, response.status_code)

@@ -59,5 +59,9 @@ def test_topic_names_and_groups_follow_the_prefix():
         "clickstream.sessions",
         "clickstream.metrics",
         "clickstream.reactions",
+        "clickstream.dead-letters",
+        "clickstream.reactor-deliveries",
     ]
+    assert t.config("clickstream.reactor-deliveries") == {"cleanup.policy": "compact"}
+    assert t.config("clickstream.reactions") == {}
     assert t.group("sink") == "clickstream.sink"
