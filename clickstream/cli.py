@@ -320,6 +320,7 @@ def loadgen(rate, duration, seed, api_url, write_key, start, expected_path, conc
     from loadgen.sender import send_deliveries
 
     settings = _settings()
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request would bury the progress bar
     now = datetime.now(timezone.utc)
     try:
         plan = plan_run(seed, rate=rate, duration_s=duration, now=now,

@@ -49,10 +49,12 @@ def plan_deliveries(calls: list[Call], seed: int, *, start: datetime, compressio
     Late and repeated copies are held to ``end_s`` (the end of the run) when given, so a run
     lasts as long as asked; a call already due at the end is still sent, just not later.
     """
-    rng = random.Random(f"deliveries-{seed}")
     batched: list[tuple[float, int, Call]] = []
     singles: list[Delivery] = []
     for n, call in enumerate(calls):
+        # Each call's fate is drawn from its own seed, so the same calls are repeated, late or
+        # batched whatever the start and span of the run.
+        rng = random.Random(f"{seed}:{call.message_id}")
         arrival = (call.at - start).total_seconds() * compression
         copies = [arrival]
         if rng.random() < profile.out_of_order_share:
