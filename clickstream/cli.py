@@ -294,6 +294,72 @@ def replay_invalid(since, until, reason, source, api_url, dry_run) -> None:
         click.echo(f"not sent: {problem}", err=True)
 
 
+# --- synthetic traffic ------------------------------------------------------------------
+@cli.command()
+@click.option("--rate", type=float, default=20.0, show_default=True, help="Events per second, on average.")
+@click.option("--duration", type=float, default=60.0, show_default=True, help="Seconds to send for.")
+@click.option("--seed", type=int, default=1, show_default=True, help="Same seed, same events (message ids too).")
+@click.option("--api", "api_url", help="The API to send to; default the local stack's.")
+@click.option("--write-key", help="Default: the demo source's.")
+@click.option("--start", type=click.DateTime(),
+              help="Backfill: events from this time (UTC) until now, sent within --duration.")
+@click.option("--expected", "expected_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the aggregates the pipeline should hold (JSON) to this file.")
+@click.option("--concurrency", type=click.IntRange(1, 256), default=8, show_default=True,
+              help="Requests in flight at most.")
+def loadgen(rate, duration, seed, api_url, write_key, start, expected_path, concurrency) -> None:
+    """Send realistic synthetic visitors through the API: funnels, campaigns, devices, an A/B test,
+    bots, late and duplicate deliveries, and some invalid events."""
+    from datetime import datetime, timezone
+
+    import httpx
+
+    from clickstream.sources import demo_write_key
+    from loadgen.expected import expected_aggregates
+    from loadgen.plan import plan_run
+    from loadgen.sender import send_deliveries
+
+    settings = _settings()
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request would bury the progress bar
+    now = datetime.now(timezone.utc)
+    try:
+        plan = plan_run(seed, rate=rate, duration_s=duration, now=now,
+                        backfill_from=start.replace(tzinfo=timezone.utc) if start else None)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    key = write_key or demo_write_key(settings)
+    url = api_url or settings.url(settings.api_port)
+    click.echo(f"sending {len(plan.calls)} events in {len(plan.deliveries)} requests to {url}, "
+               f"event times {plan.start:%Y-%m-%d %H:%M:%S} + {plan.span}", err=True)
+
+    async def run(bar):
+        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+        async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
+            return await send_deliveries(plan.deliveries, client, key, concurrency=concurrency,
+                                         on_done=lambda d: bar.update(len(d.calls)))
+
+    with click.progressbar(length=sum(len(d.calls) for d in plan.deliveries), label="events",
+                           file=sys.stderr, show_pos=True) as bar:
+        report = asyncio.run(run(bar))
+    statuses = ", ".join(f"{status}: {n}" for status, n in sorted(report.statuses.items(), key=str))
+    click.echo(f"{report.calls_sent} events in {report.elapsed_s:.1f} s "
+               f"({report.calls_sent / max(report.elapsed_s, 1e-9):.0f}/s); answers {statuses}; "
+               f"{report.retries} retries")
+    expected = expected_aggregates(report.acknowledged)
+    click.echo(f"accepted {expected['events_accepted']} ({expected['distinct_events']} distinct), "
+               f"rejected {expected['invalid_rejected']} invalid, {expected['sessions']} sessions")
+    if expected_path is not None:
+        expected_path.write_text(json.dumps(expected, indent=2) + "\n")
+        click.echo(f"expected aggregates written to {expected_path}")
+    for problem in report.mismatches[:10]:
+        click.echo(f"unexpected answer: {problem}", err=True)
+    for delivery, reason in report.failed[:10]:
+        click.echo(f"not delivered ({len(delivery.calls)} events): {reason}", err=True)
+    if report.failed or report.mismatches:
+        raise click.ClickException(f"{len(report.failed)} requests failed, "
+                                   f"{len(report.mismatches)} answers differed from the model")
+
+
 # --- lake maintenance -----------------------------------------------------------------
 def _progress(items, label):
     items = list(items)
