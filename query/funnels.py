@@ -57,11 +57,12 @@ def funnel_by(con: duckdb.DuckDBPyConnection, r: Range, steps: list[Step], withi
                 f"JOIN s{i - 1} p ON b.grp IS NOT DISTINCT FROM p.grp AND b.unit = p.unit AND b.ts >= p.ts{window} "
                 f"WHERE {condition} GROUP BY b.grp, b.unit)")
         all_params += step_params
-    groups = "(SELECT DISTINCT grp FROM s1) g"
-    counts = " UNION ALL ".join(
-        f"SELECT g.grp, {i} AS step, (SELECT count(*) FROM s{i} WHERE s{i}.grp IS NOT DISTINCT FROM g.grp) AS units "
-        f"FROM {groups}" for i in range(1, len(steps) + 1))
+    counts = " UNION ALL ".join(f"SELECT grp, {i} AS step, count(*) AS units FROM s{i} GROUP BY grp"
+                                for i in range(1, len(steps) + 1))
     df = con.execute(f"WITH {', '.join(ctes)} {counts} ORDER BY 1, 2", all_params).df()
+    # A group that nobody carried to step k has no row for it: fill in zeros.
+    full = pd.MultiIndex.from_product([df["grp"].drop_duplicates(), range(1, len(steps) + 1)], names=["grp", "step"])
+    df = df.set_index(["grp", "step"]).reindex(full, fill_value=0).reset_index()
     df = df.rename(columns={"grp": "group"})
     df["group"] = df["group"].fillna("(none)")
     df.insert(2, "name", [steps[s - 1].value for s in df["step"]])

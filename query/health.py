@@ -12,27 +12,30 @@ import duckdb
 import pandas as pd
 
 
+FRESHNESS_COLUMNS = {"events": "received_at", "invalid_events": "received_at", "metrics": "window_end",
+                     "sessions": "session_end", "reactions": "created_at"}
+
+
 def lake_freshness(con: duckdb.DuckDBPyConnection, now: datetime, minutes: int = 5) -> pd.DataFrame:
     """Per lake table: its newest row's time, seconds since then, and rows of the last ``minutes`` per second.
 
     The time is when the row entered the pipeline: ``received_at`` for events and invalid events
     (so ``age_s`` of events is the event-to-lake freshness), the window's end for metrics, the
-    creation for reactions and the end for sessions. Only the newest two day partitions of each
-    table are read.
+    creation for reactions and the end for sessions.
     """
     since = now - timedelta(minutes=minutes)
-    columns = {"events": "received_at", "invalid_events": "received_at", "metrics": "window_end",
-               "sessions": "session_end", "reactions": "created_at"}
-    parts = [
-        f"""SELECT '{table}' AS "table", max({column}) AS newest,
-                   count(*) FILTER (WHERE {column} >= ? AND {column} <= ?) AS recent
-            FROM {table} WHERE dt >= (SELECT max(dt) FROM {table}) - 1"""
-        for table, column in columns.items()
-    ]
-    params: list = []
-    for _ in columns:
-        params += [since, now]
-    df = con.execute(" UNION ALL ".join(parts), params).df()
+    rows = []
+    for table, column in FRESHNESS_COLUMNS.items():
+        # The last two days' partitions first; the whole table only when they are empty. (Filtering
+        # on max(dt) in a subquery would be neater, but DuckDB 1.5.5 fails on max(dt) of a table
+        # with an all-NULL column: "INTERNAL Error: Attempted to access index ...".)
+        newest, recent = con.execute(
+            f"SELECT max({column}), count(*) FILTER (WHERE {column} >= ? AND {column} <= ?) FROM {table} "
+            "WHERE dt >= ?::DATE", [since, now, (now - timedelta(days=1)).date()]).fetchone()
+        if newest is None:
+            newest = con.execute(f"SELECT max({column}) FROM {table}").fetchone()[0]
+        rows.append({"table": table, "newest": newest, "recent": recent})
+    df = pd.DataFrame(rows)
     newest = pd.to_datetime(df["newest"], utc=True)
     df["age_s"] = (pd.Timestamp(now) - newest).dt.total_seconds()
     df["rows_per_s"] = df.pop("recent") / (minutes * 60)
