@@ -7,6 +7,7 @@ import streamlit as st
 from clickstream.lake import SCHEMAS
 from clickstream.topics import Topics
 from dashboard.filters import current_range
+from dashboard.format import age
 from dashboard.kafka_health import lag_table, read_kafka, stage_warnings, stages
 from dashboard.lake import load, settings
 
@@ -21,12 +22,15 @@ lake = load("query.health:lake_freshness", now)
 lake_age = lake.set_index("table")["age_s"].get("events")
 lake_age = None if lake_age is None or lake_age != lake_age else float(lake_age)  # NaN: nothing yet
 cols = st.columns(3)
-cols[0].metric("Newest event in the lake", "never" if lake_age is None else f"{lake_age:,.0f} s ago",
+cols[0].metric("Newest event in the lake", age(lake_age),
                help="Time since the newest event's arrival at the API (received_at): event-to-lake freshness")
 events_row = lake.set_index("table").loc["events"]
 cols[1].metric("Events reaching the lake", f"{events_row['rows_per_s']:,.2f}/s", help="Over the last 5 minutes")
 metrics_age = lake.set_index("table")["age_s"].get("metrics")
-cols[2].metric("Newest metric window", "never" if metrics_age != metrics_age else f"{metrics_age:,.0f} s ago")
+cols[2].metric("Newest metric window", age(metrics_age))
+if lake_age is not None and lake_age > STALL_AFTER_S:
+    st.warning(f"No event has reached the lake for {age(lake_age).removesuffix(' ago')}. If events are being "
+               "sent, the stream processor or the sink is not delivering: see Kafka below.")
 
 st.subheader("Kafka")
 try:
@@ -43,7 +47,7 @@ if snapshot is not None:
         st.warning(warning)
     if not warnings:
         st.success("Every stage is keeping up.")
-    newest = {t: f"{(now - at).total_seconds():,.0f} s ago" for t, at in snapshot.newest.items()}
+    newest = {t: age((now - at).total_seconds()) for t, at in snapshot.newest.items()}
     lag["newest record"] = lag["topic"].map(newest).fillna("-")
     st.dataframe(lag.drop(columns=["never_committed"]), hide_index=True, width="stretch")
     totals = {}

@@ -79,3 +79,10 @@ def test_default_dates_open_on_the_newest_data():
     assert default_dates(None, date(2026, 11, 27)) == (date(2026, 11, 21), date(2026, 11, 27))
     r = range_of(date(2026, 11, 1), date(2026, 11, 2), "web", True)
     assert (r.since.isoformat(), r.until.isoformat()) == ("2026-11-01T00:00:00+00:00", "2026-11-03T00:00:00+00:00")
+
+
+def test_ages_read_naturally():
+    from dashboard.format import age
+
+    assert [age(s) for s in (None, float("nan"), 42, 300, 7200, 586_768)] == [
+        "never", "never", "42 s ago", "5 min ago", "2 h ago", "7 d ago"]
