@@ -7,6 +7,8 @@ Settings come from the same ``CLICKSTREAM_*`` environment as every other service
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 import streamlit as st
 
 from dashboard import filters
@@ -33,5 +35,6 @@ PAGES = [
     st.Page("views/sql.py", title="SQL", icon=":material/terminal:", url_path="sql"),
 ]
 page = st.navigation(PAGES)
-filters.sidebar(load("query.traffic:sources"), load("query.traffic:last_event_time"))
+today = datetime.now(timezone.utc).date()
+filters.sidebar(load("query.traffic:sources", slow=True), load("query.traffic:last_event_time", today, slow=True))
 page.run()

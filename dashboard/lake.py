@@ -22,6 +22,7 @@ from clickstream.sources import demo_write_key
 from query.engine import connect, refresh_views
 
 CACHE_TTL_S = 15
+SLOW_TTL_S = 600
 REFRESH_S = 5.0
 
 
@@ -67,10 +68,16 @@ def cached(name: str, *args: Any, **kwargs: Any) -> Any:
     return lake().run(_resolve(name), *args, **kwargs)
 
 
-def load(name: str, *args: Any, **kwargs: Any) -> Any:
-    """:func:`cached`, but a failure is shown in the page (never as a traceback) and stops it."""
+@st.cache_data(ttl=SLOW_TTL_S, show_spinner=False)
+def cached_slow(name: str, *args: Any, **kwargs: Any) -> Any:
+    """:func:`cached` for answers that change rarely and cost a full scan (the sidebar's list of sources)."""
+    return lake().run(_resolve(name), *args, **kwargs)
+
+
+def load(name: str, *args: Any, slow: bool = False, **kwargs: Any) -> Any:
+    """:func:`cached` (or :func:`cached_slow`), but a failure is shown in the page (never as a traceback) and stops it."""
     try:
-        return cached(name, *args, **kwargs)
+        return (cached_slow if slow else cached)(name, *args, **kwargs)
     except Exception as exc:  # QueryError, DuckDB's IO errors on an unreachable lake, bad input
         fail(f"Cannot read the lake: {exc}")
 

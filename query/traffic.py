@@ -8,7 +8,7 @@ its last event in range.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from typing import Literal
 
 import duckdb
@@ -121,6 +121,12 @@ def page_paths(con: duckdb.DuckDBPyConnection, r: Range, limit: int = 50) -> lis
         GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT ?""", params + [limit]).fetchall()]
 
 
-def last_event_time(con: duckdb.DuckDBPyConnection) -> datetime | None:
-    """Event time of the newest event in the lake."""
+def last_event_time(con: duckdb.DuckDBPyConnection, today: date | None = None) -> datetime | None:
+    """Event time of the newest event in the lake: from the partitions since yesterday when they hold
+    any (a live lake), else from the whole table."""
+    if today is not None:
+        recent = con.execute("SELECT max(timestamp) FROM events WHERE dt >= ?::DATE",
+                             [today - timedelta(days=1)]).fetchone()[0]
+        if recent is not None:
+            return recent
     return con.execute("SELECT max(timestamp) FROM events").fetchone()[0]
