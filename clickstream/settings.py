@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LOOPBACK = "127.0.0.1"
@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     )
     anonymize_ip: bool = True
     log_level: str = "INFO"
+    dashboard_password: SecretStr | None = Field(
+        None, description="when set, the dashboard asks for this password before showing anything"
+    )
 
     # --- processing ----------------------------------------------------------
     session_timeout_s: int = Field(1800, gt=0, description="inactivity that ends a session")
@@ -160,6 +163,9 @@ class Settings(BaseSettings):
         """These settings as ``CLICKSTREAM_*`` variables, to hand to child processes."""
         env = {}
         for name, value in self.model_dump(mode="json").items():
+            secret = getattr(self, name)
+            if isinstance(secret, SecretStr):
+                value = secret.get_secret_value()  # model_dump masks secrets as "**********"
             if value is not None:
                 # Lists travel as JSON, which is how pydantic-settings reads them back.
                 env[f"CLICKSTREAM_{name.upper()}"] = json.dumps(value) if isinstance(value, list) else str(value)

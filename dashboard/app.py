@@ -1,62 +1,40 @@
-"""The Streamlit dashboard: event count and page views over time, from the lake.
+"""The Streamlit dashboard over the lake: the entry script that ``clickstream dashboard`` runs.
 
-Run by ``clickstream dashboard`` (``streamlit run`` on this file); the settings
-come from the same ``CLICKSTREAM_*`` environment as every other service.
+It asks for the password (when ``CLICKSTREAM_DASHBOARD_PASSWORD`` is set), draws the global
+filters in the sidebar and hands over to the page picked in the navigation (``dashboard/views``).
+Settings come from the same ``CLICKSTREAM_*`` environment as every other service.
 """
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 import streamlit as st
 
-from clickstream.settings import load_settings
-from clickstream.sources import demo_write_key
-from dashboard.data import load
-from query.engine import connect
+from dashboard import filters
+from dashboard.auth import require_password
+from dashboard.lake import fail, load, settings
 
 st.set_page_config(page_title="clickstream", layout="wide")
 
-
-@st.cache_resource
-def _settings():
-    return load_settings()
-
-
-@st.cache_resource
-def _connection():
-    return connect(_settings())
-
-
-@st.cache_data(ttl=5, show_spinner=False)
-def _load():
-    return load(_connection(), _settings())
-
-
-settings = _settings()
-st.title("clickstream")
 try:
-    summary, minutes, pages = _load()
-except Exception as exc:  # QueryError or an unreachable lake: shown in the page, never as a traceback
-    st.error(f"Cannot read the lake: {exc}")
-    st.stop()
+    config = settings()
+except Exception as exc:  # SettingsError: says which variable to fix
+    fail(str(exc))
+require_password(config.dashboard_password)
 
-if not summary["events"]:
-    st.info(
-        "No events yet. Send one with:\n\n"
-        f"```\ncurl -u {demo_write_key(settings)}: -H 'Content-Type: application/json' "
-        f"-d '{{\"anonymousId\":\"a1\",\"name\":\"Home\",\"properties\":{{\"path\":\"/\"}}}}' "
-        f"{settings.url(settings.api_port)}/v1/page\n```\n"
-        f"Events reach the lake within about {settings.flush_interval_s:.0f} s."
-    )
-    st.stop()
-
-cols = st.columns(4)
-cols[0].metric("Events", f"{summary['events']:,}")
-cols[1].metric("Page views", f"{summary['page_views']:,}")
-cols[2].metric("Visitors", f"{summary['visitors']:,}")
-cols[3].metric("Sessions", f"{summary['sessions']:,}")
-st.caption(f"Last event at {summary['last_event']:%Y-%m-%d %H:%M:%S} UTC")
-
-st.subheader("Events and page views per minute")
-st.bar_chart(minutes, x="minute", y=["events", "page_views"], stack=False)
-st.subheader("Top pages")
-st.dataframe(pages, hide_index=True, width="stretch")
+PAGES = [
+    st.Page("views/live.py", title="Live", icon=":material/bolt:", url_path="live", default=True),
+    st.Page("views/traffic.py", title="Traffic", icon=":material/monitoring:", url_path="traffic"),
+    st.Page("views/funnels.py", title="Funnels", icon=":material/filter_alt:", url_path="funnels"),
+    st.Page("views/paths.py", title="Paths", icon=":material/alt_route:", url_path="paths"),
+    st.Page("views/retention.py", title="Retention", icon=":material/grid_on:", url_path="retention"),
+    st.Page("views/experiments.py", title="Experiments", icon=":material/science:", url_path="experiments"),
+    st.Page("views/reactions.py", title="Reactions", icon=":material/notifications:", url_path="reactions"),
+    st.Page("views/health.py", title="Pipeline health", icon=":material/health_and_safety:", url_path="health"),
+    st.Page("views/sql.py", title="SQL", icon=":material/terminal:", url_path="sql"),
+]
+page = st.navigation(PAGES)
+today = datetime.now(timezone.utc).date()
+filters.sidebar(load("query.traffic:sources", slow=True), load("query.traffic:last_event_time", today, slow=True))
+page.run()

@@ -1,0 +1,172 @@
+"""Benchmark: the first render of each dashboard page on 10 million generated events.
+
+The lake is bench/query.py's (imported, not copied): ``--events`` events (default 10 million) over
+30 days, written to a local directory as the sink names its objects. Thirty minutes of 10-second and
+1-minute metrics ending now are added, so the Live page has something to draw.
+
+Each page is rendered with Streamlit's AppTest (the script runs in this process as it runs in the
+server, Plotly figures and all; no browser). The lake connection is opened once, unmeasured, as the
+server keeps it; before every measured render the page results cache (``dashboard.lake.cached``, 15 s)
+is cleared, so each render is a first render that asks the lake all of the page's questions. The
+sidebar's list of sources and newest event are kept 10 minutes (``cached_slow``) and are timed once,
+in the first script run. The page opens with the sidebar's defaults:
+the week up to the newest event (about 2.3 million events), all sources, bots included.
+
+Beside each render, measured in the same run: ``queries``, the time spent inside the page's lake
+queries (DuckDB and the conversion of results to DataFrames), taken around ``LakeConnection.run``.
+The rest of the render is Streamlit and Plotly.
+
+Goal: every page's first render under 3 s (median of ``--runs``). Run it by hand from the project root:
+
+    .venv/bin/python bench/dashboard.py
+    .venv/bin/python bench/dashboard.py --events 1000000 --runs 3 --data-dir /tmp/lake
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+sys.path.insert(0, str(ROOT))
+
+import duckdb  # noqa: E402
+import streamlit as st  # noqa: E402
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+from clickstream.lake import METRICS, METRICS_SCHEMA, object_key  # noqa: E402
+from clickstream.settings import Settings  # noqa: E402
+from clickstream.stack.probes import free_port  # noqa: E402
+from dashboard import lake as dashboard_lake  # noqa: E402
+from sink.destination import LakeDestination  # noqa: E402
+
+# bench/query.py's generator, imported by path (bench/ is not a package).
+_spec = importlib.util.spec_from_file_location("bench_query", Path(__file__).resolve().parent / "query.py")
+bench_query = sys.modules["bench_query"] = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bench_query)
+
+APP = str(ROOT / "dashboard" / "app.py")
+PAGES = ["live", "traffic", "funnels", "paths", "retention", "experiments", "reactions", "health", "sql"]
+GOAL_S = 3.0
+
+
+def write_live_metrics(destination: LakeDestination, now: datetime) -> int:
+    """Thirty minutes of metrics ending at ``now``: 10 s windows of events, 1-minute windows of
+    visitors, sessions and page views of the 30 paths of bench/query.py."""
+    rows = []
+    start = (now - timedelta(minutes=30)).replace(second=0, microsecond=0)
+    for i in range(180):
+        w = start + timedelta(seconds=10 * i)
+        rows.append((w, w + timedelta(seconds=10), 10, "web", "events", "", float(30 + i % 7)))
+    for i in range(30):
+        w = start + timedelta(minutes=i)
+        rows += [(w, w + timedelta(minutes=1), 60, "web", "unique_visitors", "", float(120 + i)),
+                 (w, w + timedelta(minutes=1), 60, "web", "active_sessions", "", float(90 + i))]
+        rows += [(w, w + timedelta(minutes=1), 60, "web", "page_views", f"path={p}", float(60 // (k + 1)))
+                 for k, p in enumerate(bench_query.PATHS)]
+    table = pa.table(list(zip(*rows)), schema=METRICS_SCHEMA)
+    # One object per hour, as the sink writes them.
+    for hour in sorted({r[0].replace(minute=0, second=0) for r in rows}):
+        part = table.filter(pa.compute.equal(
+            pa.compute.floor_temporal(table["window_start"], unit="hour"), pa.scalar(hour, METRICS_SCHEMA.field(0).type)))
+        out = pa.BufferOutputStream()
+        pq.write_table(part, out, compression="zstd")
+        destination.put(object_key(METRICS, hour, 0, 0, part.num_rows - 1), out.getvalue().to_pybytes())
+    return len(rows)
+
+
+class QueryClock:
+    """Adds up the time spent in ``LakeConnection.run`` (the page's lake queries)."""
+
+    def __init__(self):
+        self.seconds = 0.0
+        original = dashboard_lake.LakeConnection.run
+
+        def timed(conn, function, *args, **kwargs):
+            t = time.perf_counter()
+            try:
+                return original(conn, function, *args, **kwargs)
+            finally:
+                self.seconds += time.perf_counter() - t
+
+        dashboard_lake.LakeConnection.run = timed
+
+
+def render(at: AppTest, page: str, clock: QueryClock) -> tuple[float, float]:
+    dashboard_lake.cached.clear()  # the page's answers; the sidebar's (kept 10 min) stay
+    clock.seconds = 0.0
+    at.switch_page(f"views/{page}.py")
+    t = time.perf_counter()
+    at.run()
+    total = time.perf_counter() - t
+    if at.exception or at.error:
+        raise RuntimeError(f"{page}: {[e.message for e in at.exception] or [e.value for e in at.error]}")
+    return total, clock.seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=10_000_000)
+    parser.add_argument("--visitors", type=int, default=320_000)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--runs", type=int, default=5, help="measured first renders per page")
+    parser.add_argument("--data-dir", type=Path, help="keep the generated lake here (reused if it matches)")
+    parser.add_argument("--only", nargs="*", choices=PAGES)
+    args = parser.parse_args()
+    print(f"machine: {os.cpu_count()} CPUs, {bench_query.cpu_model()}, Python {platform.python_version()}, "
+          f"duckdb {duckdb.__version__}, streamlit {st.__version__}, load average {os.getloadavg()[0]:.2f}")
+    with tempfile.TemporaryDirectory(prefix="bench-dashboard-") as tmp:
+        data = args.data_dir or Path(tmp) / "lake"
+        settings = Settings(_env_file=None, lake_dir=data)
+        local = LakeDestination.from_settings(settings)
+        marker = data / "generated.json"
+        wanted = {"events": args.events, "visitors": args.visitors, "seed": args.seed,
+                  "t0": bench_query.T0.isoformat()}
+        cached = json.loads(marker.read_text()) if marker.exists() else None
+        if cached and cached.get("params") == wanted:
+            print(f"reusing the lake in {data}: {cached['events']:,} events")
+        else:
+            if data.exists():
+                shutil.rmtree(data)
+            print(f"generating {args.events:,} events over {bench_query.DAYS} days ...")
+            generated = bench_query.generate(args.events, args.visitors, args.seed, local)
+            marker.write_text(json.dumps({**vars(generated), "params": wanted}))
+        shutil.rmtree(data / METRICS, ignore_errors=True)
+        print(f"live metrics: {write_live_metrics(local, datetime.now(timezone.utc))} rows ending now")
+
+        os.environ.update({"CLICKSTREAM_LAKE_DIR": str(data), "CLICKSTREAM_STATE_DIR": str(Path(tmp) / "state"),
+                           "CLICKSTREAM_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}"})
+        clock = QueryClock()
+        t = time.perf_counter()
+        at = AppTest.from_file(APP, default_timeout=120).run()  # opens the connection (lists the lake)
+        print(f"connection and first script run: {time.perf_counter() - t:.2f} s\n")
+        print(f"{'page':<12} {'render s':>9} {'queries s':>10} {'other s':>8}  runs (render)   goal < {GOAL_S:.0f} s")
+        results = {}
+        for page in args.only or PAGES:
+            runs = [render(at, page, clock) for _ in range(args.runs)]
+            total = statistics.median(r[0] for r in runs)
+            queries = statistics.median(r[1] for r in runs)
+            results[page] = total
+            print(f"{page:<12} {total:>9.2f} {queries:>10.2f} {total - queries:>8.2f}  "
+                  f"{' '.join(f'{r[0]:.2f}' for r in runs):<15} {'met' if total < GOAL_S else 'MISSED'}", flush=True)
+    missed = [p for p, s in results.items() if s >= GOAL_S]
+    print(f"\n{'every page under the goal' if not missed else 'missed: ' + ', '.join(missed)}; "
+          f"load average at the end {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
