@@ -60,6 +60,7 @@ import platform
 import pstats
 import random
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -324,6 +325,19 @@ def spawn(service: str, settings: Settings, log: Path, wrapper: list[str] | None
 
 
 def stop(process: subprocess.Popen) -> None:
+    if process.args[0].endswith("py-spy") and process.poll() is None:
+        # py-spy writes its profile on SIGINT; the worker it started is then stopped by its pid.
+        worker = python_pid(process)
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            pass
+        if worker != process.pid:
+            try:
+                os.kill(worker, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
     if process.poll() is None:
         process.terminate()  # only the processes this script started, by their handle
         try:
@@ -489,6 +503,8 @@ async def throughput(args, settings: Settings, tmp: Path) -> dict:
             print_py_spy(args.py_spy / "worker.txt")
         else:
             reps.append(rep)
+    if not reps:
+        return {}
     base = f"consume+{LOADS_NAME}"
     print(f"\nmedians of {len(reps)} repetitions:")
     print(f"{'target':<16} {'events/s':>9} {'seconds':>8} {'other CPU':>9} {'vs ' + base:>14}")
