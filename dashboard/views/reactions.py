@@ -4,6 +4,7 @@ import streamlit as st
 
 from dashboard.filters import current_range
 from dashboard.lake import load, settings
+from stream_processor.rules import RuleFileError, load_rules
 
 st.title("Reactions")
 r = current_range()
@@ -23,15 +24,19 @@ else:
             "windowed counts cross their thresholds; the fired ones land in the `reactions` table.")
 
 st.subheader("Rules in force")
-st.markdown(f"- Built in: a page path with **{config.page_view_threshold:,}** page views or more in one "
-            f"{config.window_s}-second window fires a reaction (`CLICKSTREAM_PAGE_VIEW_THRESHOLD`, "
-            "`CLICKSTREAM_WINDOW_S`).")
-rules_file = getattr(config, "rules_file", None)  # a setting that a later version of the processor adds
-if rules_file is None:
-    st.info("No rules file is configured: only the built-in rule above is in force.")
+if config.rules_file is None:
+    st.markdown(f"No rules file is configured (`CLICKSTREAM_RULES_FILE`), so one rule is in force: a page "
+                f"path with **{config.page_view_threshold:,}** page views or more in one "
+                f"{config.windows_s[0]}-second window fires a reaction (`CLICKSTREAM_PAGE_VIEW_THRESHOLD`).")
 else:
     try:
-        st.code(open(rules_file, encoding="utf-8").read(), language="yaml")
-        st.caption(f"From `{rules_file}`.")
-    except OSError as exc:
-        st.warning(f"Cannot read the rules file `{rules_file}`: {exc}")
+        in_force = load_rules(config.rules_file)
+    except RuleFileError as exc:
+        st.error(f"The rules file is rejected, so the processor keeps the rules it had: {exc}")
+    else:
+        st.dataframe([{"rule": rule.name, "kind": rule.kind, "source": rule.source or "all",
+                       "cooldown_s": rule.cooldown_s,
+                       "definition": rule.model_dump_json(exclude={"name", "kind", "source", "cooldown_s"},
+                                                          exclude_none=True)}
+                      for rule in in_force.rules], hide_index=True, width="stretch")
+        st.caption(f"From `{config.rules_file}`; the processor reloads it when it changes.")

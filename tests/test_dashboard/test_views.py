@@ -169,7 +169,7 @@ def test_reactions_feed_and_filters(demo):
     at.selectbox(key="reactions_rule").select("hot-page").run()
     assert metrics(at) == {"Reactions in range": "2"}
     assert set(at.dataframe[0].value["subject"]) == {"web:/pricing", "web:/"}
-    assert any("No rules file is configured" in i.value for i in at.info)
+    assert any("No rules file is configured" in m.value for m in at.markdown)
 
 
 def test_health_without_kafka_shows_lake_and_invalid_events(demo):

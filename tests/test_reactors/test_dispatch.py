@@ -10,6 +10,7 @@ from reactors.ledger import DeliveryLedger
 from reactors.replay import replay_dead_letters, select_dead_letters
 from reactors.retry import RetryPolicy
 from reactors.routes import Routes
+from test_reactors.fixtures import reaction_factory  # noqa: F401  (pytest fixtures)
 
 NOW = datetime(2026, 11, 27, 13, 0, tzinfo=timezone.utc)
 

@@ -12,6 +12,7 @@ import pytest
 from reactors.errors import RoutesFileError
 from reactors.handlers import ENTRY_POINT_GROUP, build_handlers
 from reactors.routes import parse_routes
+from test_reactors.fixtures import reaction_factory  # noqa: F401  (pytest fixtures)
 
 PLUGIN = '''
 received = []

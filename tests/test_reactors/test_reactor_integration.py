@@ -18,6 +18,7 @@ from clickstream.topics import Topics
 from reactors.dispatch import ReactorStats
 from reactors.main import consume
 from reactors.signature import verify
+from test_reactors.fixtures import reaction_factory, webhook_receiver  # noqa: F401  (pytest fixtures)
 
 pytestmark = pytest.mark.integration
 

@@ -10,6 +10,7 @@ from reactors.errors import DeliveryFailed
 from reactors.notify import AppriseHandler
 from reactors.signature import verify
 from reactors.webhook import WebhookHandler, check_status
+from test_reactors.fixtures import reaction_factory, webhook_receiver  # noqa: F401  (pytest fixtures)
 
 
 @pytest.mark.parametrize("status, retriable", [(500, True), (503, True), (429, True), (408, True),

@@ -1,4 +1,5 @@
-"""Fixtures of the reactor tests: reactions, and a real HTTP receiver on a free loopback port."""
+"""Fixtures of the reactor tests (imported by them: a conftest here would shadow the top one's
+``from conftest import ...``): reactions, and a real HTTP receiver on a free loopback port."""
 
 from __future__ import annotations
 
