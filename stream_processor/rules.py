@@ -128,6 +128,7 @@ class AnomalyRule(_Rule):
 
 class ExperimentRule(_Rule):
     kind: Literal["experiment"]
+    window_s: int | None = None  # evaluated as windows of this size close
     alpha: float = Field(0.05, gt=0, lt=1)
     min_sample: int = Field(100, ge=1)
     control: str | None = None  # the control variation; default: the first in sorted order
