@@ -18,7 +18,7 @@ metric                     dimension                       value
 ``page_views``             ``""`` / ``path=<path>``        page views, in total and by path
 ``unique_visitors``        ``""``                          distinct visitors (HyperLogLog, ~1% error)
 ``sessions_started``       ``""``                          sessions whose first event is in the window
-``active_sessions``        ``""``                          distinct sessions with an event in the window
+``active_sessions``        ``""``                          distinct sessions with an event in the window (HLL)
 ``sessions_ended``         ``""``                          sessions closed in the window (see below)
 ``bounces``                ``""``                          ended sessions with one page view or less
 ``bounce_rate``            ``""``                          bounces / sessions_ended (absent if none)

@@ -151,7 +151,7 @@ def create_app(settings: Settings) -> faust.App:
             if not events and not out.partials and not out.dirty and not out.sessions and not out.reactions:
                 return
             # State as of this batch, serialized before any await lets the agent move on.
-            states = {p: encode(proc.checkpoint()) for p, proc in processors.items()}
+            states = {p: encode(proc.checkpoint()) for p, proc in processors.items() if proc.changed}
             dirty = [(key, partition, encode(processors[partition].visitors.get(key)))
                      for partition, key in out.dirty if partition in processors]
             sends = [(events_out, key.encode(), event.to_bytes(), None) for key, event in out.events]
@@ -171,7 +171,10 @@ def create_app(settings: Settings) -> faust.App:
             stats["reactions_out"] += len(out.reactions)
 
     async def send_all(records: list) -> None:
-        futures = [await topic.send(key=key, value=value, partition=partition, force=True)
+        # Straight to the producer (Faust's Topic.send costs more than the rest of the path), then
+        # wait until the broker acknowledged every record.
+        producer = app.producer
+        futures = [await producer.send(topic.get_topic_name(), key, value, partition, None, None)
                    for topic, key, value, partition in records]
         await asyncio.gather(*futures)
 

@@ -65,6 +65,7 @@ class PartitionProcessor:
         self.checkpointed: dict[str, int] = {}  # ... as of the last checkpoint
         self.last_event_wall: float | None = None
         self._said_empty = False
+        self.changed = True  # state differs from the last checkpoint
         self.stats: Counter[str] = Counter()
         self._closing: list[tuple[float, str]] = []  # (session end + timeout, visitor key), lazily pruned
         self._forgetting: list[tuple[float, str]] = []  # (last event + dedup horizon, visitor key)
@@ -73,6 +74,7 @@ class PartitionProcessor:
     # --- state ---------------------------------------------------------------------------------
 
     def checkpoint(self) -> dict:
+        self.changed = False
         self.checkpointed = dict(self.offsets)
         return {
             "max_time": self.max_time,
@@ -121,6 +123,7 @@ class PartitionProcessor:
             self.stats["replayed_skipped"] += 1
             return out
         self.offsets[topic] = max(offset, self.offsets.get(topic, -1))
+        self.changed = True
         self.last_event_wall = wall
         t = event.timestamp.timestamp()
         if self.max_time is None or t > self.max_time:
@@ -196,6 +199,7 @@ class PartitionProcessor:
         if self.watermark is not None and watermark <= self.watermark:
             return out
         self.watermark = watermark
+        self.changed = True
         timeout = self.config.session_timeout_s
         while self._closing and self._closing[0][0] <= watermark:
             close_at, key = heapq.heappop(self._closing)

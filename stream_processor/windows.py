@@ -48,7 +48,8 @@ class WindowAggregate:
 
     counts: Counter = field(default_factory=Counter)
     visitors: HyperLogLog = field(default_factory=HyperLogLog)
-    sessions: set = field(default_factory=set)
+    # A sketch too: the set of a busy window's session ids would dominate every checkpoint.
+    sessions: HyperLogLog = field(default_factory=HyperLogLog)
 
     def add_event(self, visitor_id: str, session_id: str, kind: str, name: str | None, path: str | None,
                   is_bot: bool, conversion: bool, revenue: float | None) -> None:
@@ -85,15 +86,15 @@ class WindowAggregate:
                 c[counter_key(m.EXPERIMENT_CONVERSIONS, dim)] += 1
 
     def to_dict(self) -> dict:
-        return {"counts": dict(self.counts), "hll": self.visitors.to_text(), "sessions": sorted(self.sessions)}
+        return {"counts": dict(self.counts), "hll": self.visitors.to_text(), "sessions": self.sessions.to_text()}
 
     @classmethod
     def from_dict(cls, d: dict) -> WindowAggregate:
-        return cls(Counter(d["counts"]), HyperLogLog.from_text(d["hll"]), set(d["sessions"]))
+        return cls(Counter(d["counts"]), HyperLogLog.from_text(d["hll"]), HyperLogLog.from_text(d["sessions"]))
 
     def partial(self) -> dict:
         """What the partition sends to the merger when the window closes: active sessions are
         counted here (a session lives in one partition), distinct visitors travel as a sketch."""
         counts = dict(self.counts)
-        counts[counter_key(m.ACTIVE_SESSIONS)] = len(self.sessions)
+        counts[counter_key(m.ACTIVE_SESSIONS)] = self.sessions.count()
         return {"counts": counts, "hll": self.visitors.to_text()}
