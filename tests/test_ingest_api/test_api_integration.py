@@ -37,7 +37,7 @@ def api(settings_factory):
         c.__exit__(None, None, None)
 
 
-def test_accepted_events_are_on_the_raw_topic_keyed_by_visitor(api, read_topic):
+def test_accepted_events_are_on_the_raw_topic_keyed_by_device(api, read_topic):
     client, settings = api()
     key = settings.demo_write_key
     page = client.post("/v1/page", auth=(key, ""), json={"anonymousId": "a1", "name": "Docs",

@@ -128,7 +128,8 @@ def test_sdk_delivers_every_call_type_exactly_once(sdk_name, api, read_topic):
         # What we passed to the SDK...
         assert e.user_id == kwargs.get("user_id"), where
         assert e.anonymous_id == kwargs.get("anonymous_id"), where
-        assert key == (kwargs.get("user_id") or kwargs.get("anonymous_id")).encode(), where
+        # Keyed by device: the anonymous id when there is one, else the user id.
+        assert key == (kwargs.get("anonymous_id") or kwargs.get("user_id")).encode(), where
         assert e.properties == kwargs.get("properties", {}), where
         assert e.group_id == kwargs.get("group_id"), where
         assert e.previous_id == kwargs.get("previous_id"), where
