@@ -44,7 +44,7 @@ class HyperLogLog:
         zeros = self.registers.count(0)
         if zeros == REGISTERS:
             return 0
-        harmonic = sum(2.0 ** -r for r in self.registers)
+        harmonic = sum(self.registers.count(r) * 2.0 ** -r for r in range(_VALUE_BITS + 2))
         estimate = _ALPHA * REGISTERS * REGISTERS / harmonic
         if estimate <= 2.5 * REGISTERS and zeros:
             # Small range: linear counting over the empty registers is far more accurate.

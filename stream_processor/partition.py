@@ -69,6 +69,7 @@ class PartitionProcessor:
         self.stats: Counter[str] = Counter()
         self._closing: list[tuple[float, str]] = []  # (session end + timeout, visitor key), lazily pruned
         self._forgetting: list[tuple[float, str]] = []  # (last event + dedup horizon, visitor key)
+        self._next_due = float("-inf")
         self._rebuild_closing()
 
     # --- state ---------------------------------------------------------------------------------
@@ -112,6 +113,7 @@ class PartitionProcessor:
             if v.get("p") == self.partition and not v.get("session") and v["seen"]
         ]
         heapq.heapify(self._forgetting)
+        self._update_next_due()
 
     # --- input ---------------------------------------------------------------------------------
 
@@ -166,6 +168,7 @@ class PartitionProcessor:
             out.reactions += self._session_rules(session, now)
             state["session"] = session.to_dict()
             heapq.heappush(self._closing, (session.end + timeout, key))
+            self._next_due = min(self._next_due, session.end + timeout)
         state["seen"] = self._remember(seen, event.event_id, t, ref, target.session_id)
         self.visitors[key] = state
         out.dirty.add(key)
@@ -200,6 +203,8 @@ class PartitionProcessor:
             return out
         self.watermark = watermark
         self.changed = True
+        if watermark < self._next_due:
+            return out  # nothing closes before then: the common case, one event at a time
         timeout = self.config.session_timeout_s
         while self._closing and self._closing[0][0] <= watermark:
             close_at, key = heapq.heappop(self._closing)
@@ -212,6 +217,7 @@ class PartitionProcessor:
             out.dirty.add(key)
             last = max(s[0] for s in state["seen"].values())
             heapq.heappush(self._forgetting, (last + self.config.dedup_horizon_s, key))
+            self._next_due = min(self._next_due, last + self.config.dedup_horizon_s)
         # A visitor with no open session and nothing seen within the dedup horizon is forgotten,
         # so state stays bounded by the visitors of the last horizon.
         while self._forgetting and self._forgetting[0][0] <= watermark:
@@ -231,7 +237,18 @@ class PartitionProcessor:
                 out.partials.append({"kind": "window", "p": self.partition, "w": size, "s": key[1],
                                      "source": key[2], **agg.partial()})
             out.partials.append({"kind": "progress", "p": self.partition, "w": size, "through": through})
+        self._update_next_due()
         return out
+
+    def _update_next_due(self) -> None:
+        """The earliest watermark at which something closes: a window, a session, a forgotten visitor."""
+        due = [self.closed_through[size] + size if size in self.closed_through else float("-inf")
+               for size in self.config.window_sizes]
+        if self._closing:
+            due.append(self._closing[0][0])
+        if self._forgetting:
+            due.append(self._forgetting[0][0])
+        self._next_due = min(due)
 
     def _close_session(self, session: OpenSession, out: Output, now: datetime) -> None:
         out.sessions.append(session.to_record())
