@@ -1,10 +1,9 @@
-import os
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from clickstream.settings import Settings
-from query.engine import S3_THREADS, QueryError, connect, connection_settings, httpfs_extension_path, run_query
+from query.engine import QueryError, connect, httpfs_extension_path, run_query
 from sink.destination import LakeDestination
 from sink.parquet import to_parquet
 from sink.tables import TABLES
@@ -122,13 +121,6 @@ def test_connect_keeps_metadata_in_utc_and_stays_locked(tmp_path):
         con.execute("SET parquet_metadata_cache = false")
     with pytest.raises(QueryError, match="disabled"):
         run_query(con, "select * from read_csv('/etc/passwd')")
-
-
-def test_s3_connections_use_more_threads_than_cores():
-    s3 = connection_settings(Settings(_env_file=None))
-    local = connection_settings(Settings(_env_file=None, lake_dir="/tmp/lake"))
-    assert f"SET threads = {max(S3_THREADS, os.cpu_count() or 1)}" in s3
-    assert not any("threads" in statement for statement in local)
 
 
 def test_objects_of_several_schemas_read_as_one_table_in_the_current_order(tmp_path, event_factory):
