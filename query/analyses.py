@@ -184,24 +184,30 @@ def experiment(con, r: Range, experiment_id: str, conversion_event: str = "Order
                confidence: float = 0.95) -> pd.DataFrame:
     """Per variant: exposed visitors (Segment's ``Experiment Viewed``), those who converted after
     exposure, the rate, and lift against the first variant with a two-proportion z-test."""
+    # One scan of the events for both exposures and conversions: the track events of either
+    # name in the time range. Conversions are not narrowed by source or bots (a visitor exposed
+    # on the web may convert through the backend); exposures are, and only they read the JSON.
+    scan, scan_params = Range(r.since, r.until).where()
     where, params = r.where()
     df = _df(con, f"""
-        WITH exposures AS (
-            SELECT {VISITOR} AS visitor,
+        WITH tracked AS MATERIALIZED (
+            SELECT {VISITOR} AS visitor, event, timestamp, dt, source, is_bot, properties
+            FROM events WHERE {scan} AND type = 'track' AND event IN ('Experiment Viewed', ?)),
+        exposures AS (
+            SELECT visitor,
                    arg_min(coalesce(properties->>'$.variationName', properties->>'$.variationId'), timestamp)
                        AS variant,
                    min(timestamp) AS exposed_at
-            FROM events
-            WHERE {where} AND type = 'track' AND event = 'Experiment Viewed'
+            FROM tracked
+            WHERE {where} AND event = 'Experiment Viewed'
                   AND coalesce(properties->>'$.experimentId', properties->>'$.experimentName') = ?
             GROUP BY 1),
         conversions AS (
-            SELECT DISTINCT e.visitor FROM exposures e JOIN events c
-              ON coalesce(c.user_id, c.anonymous_id) = e.visitor AND c.type = 'track' AND c.event = ?
-                 AND c.timestamp >= e.exposed_at AND c.timestamp < ? AND c.dt <= ?::DATE)
+            SELECT DISTINCT e.visitor FROM exposures e JOIN tracked c
+              ON c.visitor = e.visitor AND c.event = ? AND c.timestamp >= e.exposed_at)
         SELECT variant, count(*) AS exposures, count(c.visitor) AS conversions
         FROM exposures e LEFT JOIN conversions c USING (visitor)
-        GROUP BY 1 ORDER BY 1""", params + [experiment_id, conversion_event, r.until, r.until.date()])
+        GROUP BY 1 ORDER BY 1""", scan_params + [conversion_event] + params + [experiment_id, conversion_event])
     df["rate"] = df["conversions"] / df["exposures"]
     rows = []
     if len(df):
