@@ -43,6 +43,11 @@ Run it by hand from the project root; it is not part of the test suite:
     .venv/bin/python bench/query.py
     .venv/bin/python bench/query.py --events 1000000 --runs 3 --cold-runs 1 --explain /tmp/plans
     .venv/bin/python bench/query.py --data-dir /tmp/lake --what-if-only --only traffic funnel
+    git worktree add /tmp/base d70d6ed && .venv/bin/python bench/query.py --baseline /tmp/base
+
+``--baseline`` times another checkout's ``query/engine.py`` and ``query/analyses.py`` (warm, on
+their own connections) right after each of this checkout's warm measurements, so that a change
+is compared with what it replaces under the same load.
 
 The default run took about 13.5 minutes on the 2-core machine of BENCHMARKS.md (generating the
 lake 1-2 minutes, ``sessionize`` about 5 minutes of it); ``--explain`` adds about 3.
@@ -51,6 +56,7 @@ lake 1-2 minutes, ``sessionize`` about 5 minutes of it); ``--explain`` adds abou
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import io
 import json
 import os
@@ -478,16 +484,45 @@ def upload(local: LakeDestination, s3: LakeDestination, keys: list[str], threads
 
 FULL = Range(T0, T0 + timedelta(days=DAYS))
 FUNNEL = [Step.parse("/"), Step.parse("/pricing"), Step.parse(ORDER_COMPLETED)]
-ANALYSES: dict[str, Callable] = {
-    "traffic": lambda con: analyses.traffic(con, FULL, "day"),
-    "top_pages": lambda con: analyses.top_pages(con, FULL, 10),
-    "top_referrers": lambda con: analyses.top_referrers(con, FULL, 10),
-    "funnel": lambda con: analyses.funnel(con, FULL, FUNNEL),
-    "paths": lambda con: analyses.paths(con, FULL, "/pricing", "next"),
-    "retention": lambda con: analyses.retention(con, FULL, "week"),
-    "experiment": lambda con: analyses.experiment(con, FULL, "checkout-test", ORDER_COMPLETED),
-    "sessionize": lambda con: analyses.sessionize(con, FULL, 30),
-}
+
+
+def analyses_of(module) -> dict[str, Callable]:
+    """The measured analyses, as functions of a connection, from a module like ``query.analyses``."""
+    return {
+        "traffic": lambda con: module.traffic(con, FULL, "day"),
+        "top_pages": lambda con: module.top_pages(con, FULL, 10),
+        "top_referrers": lambda con: module.top_referrers(con, FULL, 10),
+        "funnel": lambda con: module.funnel(con, FULL, FUNNEL),
+        "paths": lambda con: module.paths(con, FULL, "/pricing", "next"),
+        "retention": lambda con: module.retention(con, FULL, "week"),
+        "experiment": lambda con: module.experiment(con, FULL, "checkout-test", ORDER_COMPLETED),
+        "sessionize": lambda con: module.sessionize(con, FULL, 30),
+    }
+
+
+ANALYSES: dict[str, Callable] = analyses_of(analyses)
+
+
+@dataclass
+class Baseline:
+    """``query/engine.py`` and ``query/analyses.py`` of another checkout, measured alongside."""
+
+    folder: Path
+    connect: Callable
+    analyses: dict[str, Callable]
+    runs: int
+
+
+def load_baseline(folder: Path, runs: int) -> Baseline:
+    """Load another checkout's query engine and analyses under their own module names (the rest,
+    ``clickstream`` and ``query.stats``, comes from this checkout)."""
+    modules = {}
+    for name in ("engine", "analyses"):
+        spec = importlib.util.spec_from_file_location(f"baseline_{name}", folder / "query" / f"{name}.py")
+        modules[name] = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = modules[name]
+        spec.loader.exec_module(modules[name])
+    return Baseline(folder, modules["engine"].connect, analyses_of(modules["analyses"]), runs)
 
 
 class Recorder:
@@ -522,15 +557,23 @@ def timed(fn, con) -> tuple[float, CpuMeter, object]:
     return seconds, cpu, result
 
 
-def run_analyses(settings: dict[str, Settings], runs: int, cold_runs: int) -> dict:
-    """``{(analysis, lake, warm|cold): Timing}`` and connection set-up times."""
+def run_analyses(settings: dict[str, Settings], runs: int, cold_runs: int, baseline: Baseline | None = None) -> dict:
+    """``{(analysis, lake, warm|cold): Timing}`` and connection set-up times.
+
+    With a baseline, each analysis is also timed warm on the baseline's own connection right after
+    this checkout's (``(analysis, lake, "baseline")``), so both see the same load.
+    """
     results: dict = {}
     connect_s: dict[str, list[float]] = {lake: [] for lake in settings}
-    warm = {}
+    warm, base = {}, {}
     for lake, s in settings.items():
         start = time.perf_counter()
         warm[lake] = connect(s)
         connect_s[lake].append(time.perf_counter() - start)
+        if baseline:
+            start = time.perf_counter()
+            base[lake] = baseline.connect(s)
+            connect_s[f"{lake} baseline"] = [time.perf_counter() - start]
     header = f"{'analysis':<14} {'lake':<6} {'mode':<5} {'median s':>9} {'runs':<28} {'other CPU':>9} {'weed CPU':>8}"
     print(header)
     for name, fn in ANALYSES.items():
@@ -544,6 +587,16 @@ def run_analyses(settings: dict[str, Settings], runs: int, cold_runs: int) -> di
                 t.others.append(cpu.others)
                 t.weed.append(cpu.weed)
             _line(name, lake, "warm", t)
+            if baseline:
+                b = results[(name, lake, "baseline")] = Timing()
+                _, _, result = timed(baseline.analyses[name], base[lake])  # warm-up
+                b.rows = len(result)
+                for _ in range(baseline.runs):
+                    seconds, cpu, _ = timed(baseline.analyses[name], base[lake])
+                    b.seconds.append(seconds)
+                    b.others.append(cpu.others)
+                    b.weed.append(cpu.weed)
+                _line(name, lake, "base", b)
             if cold_runs:
                 t = results[(name, lake, "cold")] = Timing()
                 for _ in range(cold_runs):
@@ -557,7 +610,7 @@ def run_analyses(settings: dict[str, Settings], runs: int, cold_runs: int) -> di
                     t.weed.append(cpu.weed)
                     t.rows = len(result)
                 _line(name, lake, "cold", t)
-    for con in warm.values():
+    for con in [*warm.values(), *base.values()]:
         con.close()
     return {"timings": results, "connect": connect_s}
 
@@ -654,6 +707,13 @@ def report(out: dict, runs: int, cold_runs: int) -> None:
         met["ratio"] += ok_ratio
         print(f"| {name} | {s3.rows:,} | {s3.median:.2f} | {local.median:.2f} | {ratio:.2f} | {cold_text[0]} | "
               f"{cold_text[1]} | {'yes' if ok_time else 'no'} | {'yes' if ok_ratio else 'no'} |")
+    if any(key[2] == "baseline" for key in timings):
+        print(f"\nbaseline (warm, same run, right after each of this checkout's measurements):")
+        print("| analysis | baseline S3 s | S3 s | baseline local s | local s |")
+        print("|---|---:|---:|---:|---:|")
+        for name in ANALYSES:
+            cells = [timings[(name, lake, mode)].median for lake in ("s3", "local") for mode in ("baseline", "warm")]
+            print(f"| {name} | " + " | ".join(f"{c:.2f}" for c in cells) + " |")
     print(f"\n{met['time']}/{len(ANALYSES)} analyses under {GOAL_S:g} s on S3; "
           f"{met['ratio']}/{len(ANALYSES)} with S3 within {GOAL_RATIO:g}x of local")
     for lake, values in out["connect"].items():
@@ -675,6 +735,10 @@ def main() -> None:
                         help="also time every analysis on connections with other settings (metadata caches, threads)")
     parser.add_argument("--what-if-only", action="store_true", help="--what-if without the main measurement")
     parser.add_argument("--only", nargs="*", choices=list(ANALYSES), help="run only these analyses")
+    parser.add_argument("--baseline", type=Path,
+                        help="another checkout (e.g. from `git worktree add` or `git archive`) whose query engine "
+                             "and analyses are timed warm alongside, in the same run")
+    parser.add_argument("--baseline-runs", type=int, default=1, help="measured runs of the baseline after a warm-up")
     args = parser.parse_args()
     if args.only:
         for name in list(ANALYSES):
@@ -715,7 +779,8 @@ def main() -> None:
             seconds = upload(local, LakeDestination.from_settings(settings), lake.keys)
             print(f"uploaded to s3://{settings.s3_bucket} in {seconds:.0f} s\n", flush=True)
             if not args.what_if_only:
-                out = run_analyses(lakes, args.runs, args.cold_runs)
+                baseline = load_baseline(args.baseline, args.baseline_runs) if args.baseline else None
+                out = run_analyses(lakes, args.runs, args.cold_runs, baseline)
                 report(out, args.runs, args.cold_runs)
             if args.explain:
                 explain(lakes, args.explain)

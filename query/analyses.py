@@ -3,6 +3,14 @@
 Each returns a pandas DataFrame. Time ranges filter on the Hive partition column ``dt``
 as well as on the timestamp, so DuckDB reads only the partitions in range. A visitor is
 ``coalesce(user_id, anonymous_id)``.
+
+``timestamp`` is a ``TIMESTAMPTZ``, and DuckDB computes ``date_trunc``, ``datediff`` and the
+difference of two such values with calendar code, row by row: on millions of events that
+was most of a query's time. So per-row expressions use integers instead, with the same
+answers: day and hour buckets come from the UTC partition columns ``dt`` and ``hour`` (an
+event's folder is the UTC hour of its timestamp, and :func:`query.engine.connect` sets the
+session time zone to UTC), and gaps and durations from ``epoch_us(timestamp)``. Buckets
+are turned back into timestamps only once per result row.
 """
 
 from __future__ import annotations
@@ -53,13 +61,14 @@ def _df(con: duckdb.DuckDBPyConnection, sql: str, params: list) -> pd.DataFrame:
 def traffic(con, r: Range, bucket: Literal["hour", "day"] = "day") -> pd.DataFrame:
     """Events, page views, visitors and sessions per hour or day."""
     where, params = r.where()
+    keys, start = ("dt", "epoch(dt)") if bucket == "day" else ("dt, hour", "epoch(dt) + hour * 3600")
     return _df(con, f"""
-        SELECT date_trunc('{bucket}', timestamp) AS bucket,
+        SELECT to_timestamp({start}) AS bucket,
                count(*) AS events,
                count(*) FILTER (WHERE type = 'page') AS page_views,
                count(DISTINCT {VISITOR}) AS visitors,
                count(DISTINCT session_id) AS sessions
-        FROM events WHERE {where} GROUP BY 1 ORDER BY 1""", params)
+        FROM events WHERE {where} GROUP BY {keys} ORDER BY 1""", params)
 
 
 def top_pages(con, r: Range, limit: int = 10) -> pd.DataFrame:
@@ -110,7 +119,8 @@ def funnel(con, r: Range, steps: list[Step], within: Literal["session"] | int = 
         raise ValueError("a funnel needs at least one step")
     unit = "session_id" if within == "session" else VISITOR
     where, params = r.where()
-    ctes = [f"base AS (SELECT {unit} AS unit, timestamp AS ts, type, path, event FROM events "
+    # ts in epoch microseconds: the window below is integer arithmetic, not interval arithmetic.
+    ctes = [f"base AS (SELECT {unit} AS unit, epoch_us(timestamp) AS ts, type, path, event FROM events "
             f"WHERE {where} AND {unit} IS NOT NULL)"]
     all_params = list(params)
     for i, step in enumerate(steps, start=1):
@@ -118,7 +128,7 @@ def funnel(con, r: Range, steps: list[Step], within: Literal["session"] | int = 
         if i == 1:
             ctes.append(f"s1 AS (SELECT unit, min(ts) AS ts, min(ts) AS start FROM base WHERE {condition} GROUP BY unit)")
         else:
-            window = "" if within == "session" else f" AND b.ts <= p.start + INTERVAL {int(within)} MINUTE"
+            window = "" if within == "session" else f" AND b.ts <= p.start + {int(within) * 60_000_000}"
             ctes.append(
                 f"s{i} AS (SELECT b.unit, min(b.ts) AS ts, any_value(p.start) AS start FROM base b "
                 f"JOIN s{i - 1} p ON b.unit = p.unit AND b.ts >= p.ts{window} WHERE {condition} GROUP BY b.unit)"
@@ -152,43 +162,52 @@ def paths(con, r: Range, page: str, direction: Literal["next", "previous"] = "ne
 def retention(con, r: Range, period: Literal["day", "week"] = "week") -> pd.DataFrame:
     """Cohorts by first active period; for each, visitors active ``offset`` periods later and their share."""
     where, params = r.where()
+    # Periods are numbered from the epoch: days since 1970-01-01, or weeks since Monday
+    # 1970-01-05 (ISO weeks start on Monday, as date_trunc('week') does), from the UTC day ``dt``.
+    epoch, days = ("DATE '1970-01-01'", 1) if period == "day" else ("DATE '1970-01-05'", 7)
     return _df(con, f"""
         WITH activity AS (
-            SELECT DISTINCT {VISITOR} AS visitor, date_trunc('{period}', timestamp) AS period
+            SELECT DISTINCT {VISITOR} AS visitor, floor((dt - {epoch}) / {days})::BIGINT AS period
             FROM events WHERE {where} AND {VISITOR} IS NOT NULL),
         cohorts AS (SELECT visitor, min(period) AS cohort FROM activity GROUP BY visitor),
         sized AS (SELECT cohort, count(*) AS cohort_size FROM cohorts GROUP BY cohort)
-        SELECT c.cohort,
-               CAST(datediff('{period}', c.cohort, a.period) AS INTEGER) AS "offset",
+        SELECT to_timestamp(epoch({epoch}) + c.cohort * {days * 86400}) AS cohort,
+               CAST(a.period - c.cohort AS INTEGER) AS "offset",
                count(*) AS visitors,
                any_value(s.cohort_size) AS cohort_size,
                count(*) / any_value(s.cohort_size) AS share
         FROM activity a JOIN cohorts c USING (visitor) JOIN sized s ON s.cohort = c.cohort
-        GROUP BY 1, 2 ORDER BY 1, 2""", params)
+        GROUP BY c.cohort, a.period - c.cohort ORDER BY 1, 2""", params)
 
 
 def experiment(con, r: Range, experiment_id: str, conversion_event: str = "Order Completed",
                confidence: float = 0.95) -> pd.DataFrame:
     """Per variant: exposed visitors (Segment's ``Experiment Viewed``), those who converted after
     exposure, the rate, and lift against the first variant with a two-proportion z-test."""
+    # One scan of the events for both exposures and conversions: the track events of either
+    # name in the time range. Conversions are not narrowed by source or bots (a visitor exposed
+    # on the web may convert through the backend); exposures are, and only they read the JSON.
+    scan, scan_params = Range(r.since, r.until).where()
     where, params = r.where()
     df = _df(con, f"""
-        WITH exposures AS (
-            SELECT {VISITOR} AS visitor,
+        WITH tracked AS MATERIALIZED (
+            SELECT {VISITOR} AS visitor, event, timestamp, dt, source, is_bot, properties
+            FROM events WHERE {scan} AND type = 'track' AND event IN ('Experiment Viewed', ?)),
+        exposures AS (
+            SELECT visitor,
                    arg_min(coalesce(properties->>'$.variationName', properties->>'$.variationId'), timestamp)
                        AS variant,
                    min(timestamp) AS exposed_at
-            FROM events
-            WHERE {where} AND type = 'track' AND event = 'Experiment Viewed'
+            FROM tracked
+            WHERE {where} AND event = 'Experiment Viewed'
                   AND coalesce(properties->>'$.experimentId', properties->>'$.experimentName') = ?
             GROUP BY 1),
         conversions AS (
-            SELECT DISTINCT e.visitor FROM exposures e JOIN events c
-              ON coalesce(c.user_id, c.anonymous_id) = e.visitor AND c.type = 'track' AND c.event = ?
-                 AND c.timestamp >= e.exposed_at AND c.timestamp < ? AND c.dt <= ?::DATE)
+            SELECT DISTINCT e.visitor FROM exposures e JOIN tracked c
+              ON c.visitor = e.visitor AND c.event = ? AND c.timestamp >= e.exposed_at)
         SELECT variant, count(*) AS exposures, count(c.visitor) AS conversions
         FROM exposures e LEFT JOIN conversions c USING (visitor)
-        GROUP BY 1 ORDER BY 1""", params + [experiment_id, conversion_event, r.until, r.until.date()])
+        GROUP BY 1 ORDER BY 1""", scan_params + [conversion_event] + params + [experiment_id, conversion_event])
     df["rate"] = df["conversions"] / df["exposures"]
     rows = []
     if len(df):
@@ -207,22 +226,23 @@ def sessionize(con, r: Range, timeout_minutes: int = 30) -> pd.DataFrame:
     """Sessions rebuilt from events alone, in SQL: a visitor's new session starts after a gap longer
     than the timeout. Comparable with the stream processor's sessions."""
     where, params = r.where()
+    # Gaps and durations in epoch microseconds (integer arithmetic, not interval arithmetic).
     return _df(con, f"""
-        WITH ordered AS (
-            SELECT {VISITOR} AS visitor, event_id, timestamp, type, path,
-                   CASE WHEN lag(timestamp) OVER w IS NULL
-                             OR timestamp - lag(timestamp) OVER w > INTERVAL {int(timeout_minutes)} MINUTE
-                        THEN 1 ELSE 0 END AS starts
-            FROM events WHERE {where} AND {VISITOR} IS NOT NULL
-            WINDOW w AS (PARTITION BY {VISITOR} ORDER BY timestamp, event_id)),
+        WITH base AS (
+            SELECT {VISITOR} AS visitor, event_id, epoch_us(timestamp) AS ts, timestamp, type, path
+            FROM events WHERE {where} AND {VISITOR} IS NOT NULL),
+        ordered AS (
+            SELECT *, CASE WHEN lag(ts) OVER w IS NULL OR ts - lag(ts) OVER w > {int(timeout_minutes) * 60_000_000}
+                           THEN 1 ELSE 0 END AS starts
+            FROM base WINDOW w AS (PARTITION BY visitor ORDER BY ts, event_id)),
         numbered AS (
-            SELECT *, sum(starts) OVER (PARTITION BY visitor ORDER BY timestamp, event_id
+            SELECT *, sum(starts) OVER (PARTITION BY visitor ORDER BY ts, event_id
                                         ROWS UNBOUNDED PRECEDING) AS session_number FROM ordered)
         SELECT visitor, session_number, min(timestamp) AS session_start, max(timestamp) AS session_end,
-               epoch(max(timestamp) - min(timestamp)) AS duration_s, count(*) AS event_count,
+               (max(ts) - min(ts)) / 1e6 AS duration_s, count(*) AS event_count,
                count(*) FILTER (WHERE type = 'page') AS page_views,
-               arg_min(path, timestamp) FILTER (WHERE type = 'page') AS entry_path,
-               arg_max(path, timestamp) FILTER (WHERE type = 'page') AS exit_path
+               arg_min(path, ts) FILTER (WHERE type = 'page') AS entry_path,
+               arg_max(path, ts) FILTER (WHERE type = 'page') AS exit_path
         FROM numbered GROUP BY 1, 2 ORDER BY 1, 2""", params)
 
 

@@ -161,3 +161,24 @@ def test_cli_runs_an_analysis(con, tmp_path):
     assert [row["units"] for row in json.loads(result.stdout)] == [3, 3]
     bad = subprocess.run(args[:5] + ["--step", "/", "--within", "soon"], env=env, capture_output=True, text=True)
     assert bad.returncode == 2 and "whole number of minutes" in bad.stderr
+
+
+def test_weekly_retention_and_hourly_traffic_follow_utc_weeks_and_hours(tmp_path, event_factory, write_lake):
+    """ISO weeks start on Monday: a Sunday-night visit and the Monday-morning one after it fall in
+    consecutive weeks; hour buckets are the UTC hours of the events."""
+    settings = Settings(_env_file=None, lake_dir=tmp_path / "lake")
+    utc = timezone.utc
+    visits = {"a": [datetime(2026, 11, 22, 23, 30, tzinfo=utc), datetime(2026, 11, 23, 0, 30, tzinfo=utc)],
+              "b": [datetime(2026, 11, 23, 10, 0, tzinfo=utc)],
+              "c": [datetime(2026, 11, 15, 12, 0, tzinfo=utc), datetime(2026, 11, 30, 9, 0, tzinfo=utc)]}
+    write_lake(settings, [event_factory(anonymous_id=v, timestamp=at) for v, times in visits.items() for at in times])
+    con = connect(settings)
+    everything = Range(datetime(2026, 11, 1, tzinfo=utc), datetime(2026, 12, 15, tzinfo=utc))
+    df = retention(con, everything, "week")
+    monday = [pd.Timestamp(d, tz="UTC") for d in ("2026-11-09", "2026-11-16", "2026-11-23")]
+    assert df[["cohort", "offset", "visitors", "cohort_size"]].values.tolist() == [
+        [monday[0], 0, 1, 1], [monday[0], 3, 1, 1], [monday[1], 0, 1, 1], [monday[1], 1, 1, 1], [monday[2], 0, 1, 1]]
+    hourly = traffic(con, Range(datetime(2026, 11, 22, tzinfo=utc), datetime(2026, 11, 24, tzinfo=utc)), "hour")
+    assert hourly[["bucket", "events"]].values.tolist() == [
+        [pd.Timestamp("2026-11-22 23:00", tz="UTC"), 1], [pd.Timestamp("2026-11-23 00:00", tz="UTC"), 1],
+        [pd.Timestamp("2026-11-23 10:00", tz="UTC"), 1]]

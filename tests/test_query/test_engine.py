@@ -106,3 +106,41 @@ def test_older_objects_with_fewer_columns_still_read(tmp_path, event_factory):
     dest.put(f"{hour}/events-p0-0-1.parquet", to_parquet(old_rows, old_schema))
     _, rows = run_query(connect(settings), "select count(*), count(browser), count(event_id) from events")
     assert rows == [(5, 3, 5)]
+
+
+def test_connect_keeps_metadata_in_utc_and_stays_locked(tmp_path):
+    """The caches are on and the session is UTC, yet the sandbox holds: no file outside the lake,
+    no setting changed."""
+    con = connect(Settings(_env_file=None, lake_dir=tmp_path / "lake"))
+    names = ["parquet_metadata_cache", "enable_http_metadata_cache", "TimeZone", "lock_configuration",
+             "enable_external_access"]
+    current = dict(con.execute("select name, value from duckdb_settings() where name in ?", [names]).fetchall())
+    assert current == {"parquet_metadata_cache": "true", "enable_http_metadata_cache": "true", "TimeZone": "UTC",
+                       "lock_configuration": "true", "enable_external_access": "false"}
+    with pytest.raises(Exception, match="configuration"):
+        con.execute("SET parquet_metadata_cache = false")
+    with pytest.raises(QueryError, match="disabled"):
+        run_query(con, "select * from read_csv('/etc/passwd')")
+
+
+def test_objects_of_several_schemas_read_as_one_table_in_the_current_order(tmp_path, event_factory):
+    """Objects are grouped by their columns; the view has the newest schema's column order and
+    reads a column an older object lacks as NULL."""
+    import pyarrow as pa
+
+    settings = Settings(_env_file=None, lake_dir=tmp_path / "lake")
+    dest = LakeDestination.from_settings(settings)
+    hour = "events/dt=2026-11-27/hour=09"
+    schema = TABLES[0].schema
+    old_schema = pa.schema([f for f in schema if f.name != "os"])
+    old_rows = [{k: v for k, v in event_row(event_factory(timestamp=T0, path="/old")).items() if k != "os"}
+                for _ in range(2)]
+    dest.put(f"{hour}/events-p0-0-1.parquet", to_parquet(old_rows, old_schema))
+    dest.put(f"{hour}/events-p1-0-0.parquet", to_parquet(old_rows[:1], old_schema))
+    new_rows = [event_row(event_factory(timestamp=T0, path="/new", os="Linux")) for _ in range(3)]
+    dest.put(f"{hour}/events-p0-2-4.parquet", to_parquet(new_rows, schema))
+    con = connect(settings)
+    columns, rows = run_query(con, "select path, os, count(*) from events group by all order by 1")
+    assert rows == [("/new", "Linux", 3), ("/old", None, 3)]
+    columns, _ = run_query(con, "select * from events limit 0")
+    assert columns == schema.names + ["dt", "hour"]
