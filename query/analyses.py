@@ -195,12 +195,12 @@ def experiment(con, r: Range, experiment_id: str, conversion_event: str = "Order
             FROM events WHERE {scan} AND type = 'track' AND event IN ('Experiment Viewed', ?)),
         exposures AS (
             SELECT visitor,
-                   arg_min(coalesce(properties->>'$.variationName', properties->>'$.variationId'), timestamp)
+                   arg_min(coalesce(properties->>'$.variation_name', properties->>'$.variationName', properties->>'$.variation_id', properties->>'$.variationId'), timestamp)
                        AS variant,
                    min(timestamp) AS exposed_at
             FROM tracked
             WHERE {where} AND event = 'Experiment Viewed'
-                  AND coalesce(properties->>'$.experimentId', properties->>'$.experimentName') = ?
+                  AND coalesce(properties->>'$.experiment_id', properties->>'$.experimentId', properties->>'$.experiment_name', properties->>'$.experimentName') = ?
             GROUP BY 1),
         conversions AS (
             SELECT DISTINCT e.visitor FROM exposures e JOIN tracked c

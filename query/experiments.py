@@ -14,7 +14,7 @@ def experiment_ids(con: duckdb.DuckDBPyConnection, r: Range) -> list[str]:
     """Experiments with exposures (Segment's ``Experiment Viewed``) in range, most exposed first."""
     where, params = r.where()
     return [row[0] for row in con.execute(f"""
-        SELECT coalesce(properties->>'$.experimentId', properties->>'$.experimentName') AS id
+        SELECT coalesce(properties->>'$.experiment_id', properties->>'$.experimentId', properties->>'$.experiment_name', properties->>'$.experimentName') AS id
         FROM events WHERE {where} AND type = 'track' AND event = 'Experiment Viewed'
         GROUP BY 1 HAVING id IS NOT NULL ORDER BY count(*) DESC, 1""", params).fetchall()]
 

@@ -37,9 +37,9 @@ def funnel_by(con: duckdb.DuckDBPyConnection, r: Range, steps: list[Step], withi
     else:
         base = (f"""exposed AS (
                 SELECT {VISITOR} AS visitor,
-                       arg_min(coalesce(properties->>'$.variationName', properties->>'$.variationId'), timestamp) AS grp
+                       arg_min(coalesce(properties->>'$.variation_name', properties->>'$.variationName', properties->>'$.variation_id', properties->>'$.variationId'), timestamp) AS grp
                 FROM events WHERE {where} AND type = 'track' AND event = 'Experiment Viewed'
-                      AND coalesce(properties->>'$.experimentId', properties->>'$.experimentName') = ?
+                      AND coalesce(properties->>'$.experiment_id', properties->>'$.experimentId', properties->>'$.experiment_name', properties->>'$.experimentName') = ?
                 GROUP BY 1),
             base AS (SELECT x.grp, {unit} AS unit, timestamp AS ts, type, path, event
                 FROM events JOIN exposed x ON x.visitor = {VISITOR} WHERE {where} AND {unit} IS NOT NULL)""")

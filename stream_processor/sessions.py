@@ -150,8 +150,8 @@ def add_event(session: OpenSession, event: Event, t: float, conversion_event: st
         if event.event not in session.event_names and len(session.event_names) < MAX_EVENT_NAMES:
             session.event_names.append(event.event)
         if event.event == EXPERIMENT_VIEWED:
-            experiment = event.properties.get("experiment_id") or event.properties.get("experiment_name")
-            variation = event.properties.get("variation_id") or event.properties.get("variation_name")
+            experiment = _first(event.properties, "experiment_id", "experimentId", "experiment_name", "experimentName")
+            variation = _first(event.properties, "variation_name", "variationName", "variation_id", "variationId")
             if experiment is not None and variation is not None:
                 session.experiments.setdefault(str(experiment), str(variation))
         if event.event == conversion_event:
@@ -167,4 +167,15 @@ def revenue_of(event: Event) -> float | None:
         value = event.properties.get(name)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+    return None
+
+
+def _first(properties: dict, *names: str):
+    """The first of these properties that is set. Segment's A/B testing spec names them in snake
+    case; older SDKs and docs use camel case. Experiments go by id, variations by name (as the
+    query layer's experiment analysis does)."""
+    for name in names:
+        value = properties.get(name)
+        if value is not None:
+            return value
     return None

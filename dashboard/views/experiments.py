@@ -12,7 +12,7 @@ r = current_range()
 experiments = load("query.experiments:experiment_ids", r)
 if not experiments:
     st.info("No experiment in the selected range. Experiments are read from Segment's `Experiment Viewed` "
-            "events (properties `experimentId` and `variationName`).")
+            "events (properties `experiment_id` and `variation_name`, as in Segment's A/B testing spec).")
     st.stop()
 events = load("query.traffic:event_names", r)
 left, middle, right = st.columns([2, 2, 1])

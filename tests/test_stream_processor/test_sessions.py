@@ -97,7 +97,7 @@ def test_conversion_revenue_and_experiments_are_recorded():
     events = [
         ev(1, 0),
         ev(2, 1, type="track", event="Experiment Viewed", path=None,
-           properties={"experiment_id": "exp1", "variation_id": "B"}),
+           properties={"experiment_id": "exp1", "variation_name": "B"}),
         ev(3, 2, type="track", event="Order Completed", path=None, properties={"revenue": 30.5}),
     ]
     _, [s] = run(events)
