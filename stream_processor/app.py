@@ -4,10 +4,12 @@
   API writes it), so a device's events arrive in one partition, in order. Each partition's
   :class:`PartitionProcessor` drops repeats, sessionizes, closes sessions and windows on the
   watermark, and evaluates the session rules; sessionized events go to ``clickstream.events``,
-  closed sessions to ``clickstream.sessions``, closed windows (partials) to a one-partition
-  internal topic.
+  closed sessions to ``clickstream.sessions``, closed windows (partials) and page-to-next-page
+  counts to a one-partition internal topic.
 * ``merge`` reads the partials; the :class:`WindowMerger` emits final rows to
-  ``clickstream.metrics`` and evaluates the window rules. Reactions go to ``clickstream.reactions``.
+  ``clickstream.metrics`` and evaluates the window rules. Reactions go to ``clickstream.reactions``;
+  next-page counts to a compacted topic every worker follows to answer
+  ``GET /v1/recommendations?path=/x&limit=5``.
 
 State lives in compacted topics (``processor.visitors``: one record per device;
 ``processor.checkpoints``: one per partition; ``processor.merger``), read back in full by
@@ -31,6 +33,7 @@ from collections import Counter
 from datetime import datetime, timezone
 
 import faust
+from aiokafka import AIOKafkaConsumer
 from faust.types import TP
 from pydantic import ValidationError
 from pydantic_core import from_json
@@ -39,6 +42,7 @@ from clickstream.events import Event
 from clickstream.settings import Settings
 from clickstream.topics import Topics
 from stream_processor.merge import WindowMerger
+from stream_processor.recommendations import recommend
 from stream_processor.partition import Output, PartitionProcessor, ProcessingConfig
 from stream_processor.rules_file import RulesHolder
 from stream_processor.state_store import encode, read_partition
@@ -102,6 +106,8 @@ def create_app(settings: Settings) -> faust.App:
     visitor_states = state_topic("visitors", partitions)  # key: device; value: its state
     checkpoints = state_topic("checkpoints", partitions)  # key: partition; value: its state
     merger_state = state_topic("merger", 1)
+    recommendations = state_topic("recommendations", 1)  # key: "source|page"; value: next page -> count
+    next_pages: dict[str, dict[str, int]] = {}  # every worker's copy, for /v1/recommendations
 
     processors: dict[int, PartitionProcessor] = {}
     loading: dict[int, asyncio.Task] = {}
@@ -152,6 +158,7 @@ def create_app(settings: Settings) -> faust.App:
                 return
             # State as of this batch, serialized before any await lets the agent move on.
             states = {p: encode(proc.checkpoint()) for p, proc in processors.items() if proc.changed}
+            out.partials += [t for t in (proc.take_transitions() for proc in processors.values()) if t]
             dirty = [(key, partition, encode(processors[partition].visitors.get(key)))
                      for partition, key in out.dirty if partition in processors]
             sends = [(events_out, key.encode(), event.to_bytes(), None) for key, event in out.events]
@@ -215,6 +222,8 @@ def create_app(settings: Settings) -> faust.App:
             rows, reactions = merger.add(from_json(event.value), now(), time.time())
             sends = [(metrics_out, row.metric.encode(), row.to_bytes(), None) for row in rows]
             sends += [(reactions_out, r.subject.encode(), r.to_bytes(), None) for r in reactions]
+            sends += [(recommendations, key.encode(), encode(value), 0)
+                      for key, value in merger.take_recommendation_updates().items()]
             await send_all(sends)
             if merger.changed:
                 await send_all([(merger_state, b"state", encode(merger.to_dict()), 0)])
@@ -251,6 +260,39 @@ def create_app(settings: Settings) -> faust.App:
     @app.timer(2.0)
     async def reload_rules() -> None:
         rules.reload_if_changed()
+
+    @app.task
+    async def follow_recommendations() -> None:
+        # Every worker keeps the whole (small) table, so any of them answers /v1/recommendations.
+        consumer = AIOKafkaConsumer(recommendations.get_topic_name(), bootstrap_servers=settings.bootstrap_servers,
+                                    group_id=None, auto_offset_reset="earliest", enable_auto_commit=False)
+        await consumer.start()
+        try:
+            while True:
+                for records in (await consumer.getmany(timeout_ms=1000)).values():
+                    for record in records:
+                        next_pages[record.key.decode()] = from_json(record.value)
+        finally:
+            await consumer.stop()
+
+    @app.page("/v1/recommendations")
+    async def recommendations_view(web, request):
+        """``GET /v1/recommendations?path=/x&limit=5[&source=web]``: the likeliest next pages of a page."""
+        path = request.query.get("path")
+        try:
+            limit = int(request.query.get("limit", "5"))
+        except ValueError:
+            limit = 0
+        if not path or not 1 <= limit <= 100:
+            return web.json({"code": "bad_request", "message": "give ?path=/page and a limit from 1 to 100"},
+                            status=400)
+        source = request.query.get("source")
+        merged: Counter[str] = Counter()
+        for key, counts in list(next_pages.items()):
+            key_source, page = key.split("|", 1)
+            if page == path and (source is None or key_source == source):
+                merged.update(counts)
+        return web.json({"path": path, "source": source, "recommendations": recommend(merged, limit)})
 
     @app.page("/health")
     async def health(web, request):

@@ -23,6 +23,8 @@ from stream_processor.windows import split_counter_key
 
 # After a long quiet spell, at most this many empty windows per size are written (as zeros) at once.
 MAX_EMPTY_WINDOWS = 360
+# Next pages remembered per page (the most frequent).
+MAX_NEXT_PAGES = 100
 
 
 def _utc(t: float) -> datetime:
@@ -62,6 +64,8 @@ class WindowMerger:
         self.cooldowns = r.Cooldowns()
         self.stats: Counter[str] = Counter()
         self.changed = False
+        self.transitions: dict[str, dict[str, int]] = {}  # "source|page" -> next page -> count
+        self.updated_pages: set[str] = set()  # "source|page" whose next pages changed since taken
 
     # --- state ---------------------------------------------------------------------------------
 
@@ -77,6 +81,7 @@ class WindowMerger:
             "experiments": self.experiments,
             "decided": sorted(self.decided),
             "cooldowns": self.cooldowns.last,
+            "transitions": self.transitions,
         }
 
     @staticmethod
@@ -102,6 +107,7 @@ class WindowMerger:
         self.experiments = d["experiments"]
         self.decided = set(d["decided"])
         self.cooldowns = r.Cooldowns(d["cooldowns"])
+        self.transitions = d.get("transitions", {})
 
     # --- input ---------------------------------------------------------------------------------
 
@@ -110,6 +116,9 @@ class WindowMerger:
         Afterwards :attr:`changed` says whether the state changed (and needs saving)."""
         self.changed = False
         size = partial["w"]
+        if partial["kind"] == "transitions":
+            self._count_transitions(partial["counts"])
+            return [], []
         if size not in self.progress:
             return [], []  # a window size no longer configured
         if partial["kind"] == "window":
@@ -173,6 +182,26 @@ class WindowMerger:
                      for (metric, dim), value in sorted(values.items())]
             reactions += self._window_rules(size, start, source, values, now)
         return rows, reactions
+
+    # --- paths ---------------------------------------------------------------------------------
+
+    def _count_transitions(self, counts: list) -> None:
+        for source, page, following, n in counts:
+            key = f"{source}|{page}"
+            nexts = self.transitions.setdefault(key, {})
+            nexts[following] = nexts.get(following, 0) + n
+            if len(nexts) > 2 * MAX_NEXT_PAGES:
+                # Keep the most frequent next pages of a page: a bound against endless distinct paths.
+                kept = sorted(nexts.items(), key=lambda kv: -kv[1])[:MAX_NEXT_PAGES]
+                self.transitions[key] = dict(kept)
+            self.updated_pages.add(key)
+        self.changed = True
+
+    def take_recommendation_updates(self) -> dict[str, dict[str, int]]:
+        """Next-page counts of the pages whose counts changed since the last call."""
+        updates = {key: self.transitions[key] for key in self.updated_pages}
+        self.updated_pages = set()
+        return updates
 
     # --- rules ---------------------------------------------------------------------------------
 

@@ -67,6 +67,7 @@ class PartitionProcessor:
         self._said_empty = False
         self.changed = True  # state differs from the last checkpoint
         self.stats: Counter[str] = Counter()
+        self.transitions: Counter[tuple[str, str, str]] = Counter()  # (source, page, next page), since taken
         self._closing: list[tuple[float, str]] = []  # (session end + timeout, visitor key), lazily pruned
         self._forgetting: list[tuple[float, str]] = []  # (last event + dedup horizon, visitor key)
         self._next_due = float("-inf")
@@ -160,6 +161,10 @@ class PartitionProcessor:
             session = open_session(event, t)
             opened = True
         target = standalone or session
+        if event.is_page_view and event.path is not None and target.exit_path is not None \
+                and t >= target.exit_time and target.exit_path != event.path:
+            # A step from the session's latest page to this one (in time order; late arrivals skipped).
+            self.transitions[(event.source, target.exit_path, event.path)] += 1
         add_event(target, event, t, self.config.conversion_event)
         self._count_in_windows(event, t, target.session_id, opened=opened or standalone is not None)
         if standalone is not None:
@@ -193,6 +198,14 @@ class PartitionProcessor:
         # Event time is taken to move on with the wall clock from the last event, not to jump to
         # the wall clock: a backfill of old events that pauses must not find its windows closed.
         return self.advance(self.max_time + quiet, now=now)
+
+    def take_transitions(self) -> dict | None:
+        """Page-to-next-page counts since the last call, as a message for the merger."""
+        if not self.transitions:
+            return None
+        counts = [[src, a, b, n] for (src, a, b), n in self.transitions.items()]
+        self.transitions = Counter()
+        return {"kind": "transitions", "p": self.partition, "w": self.config.window_sizes[0], "counts": counts}
 
     # --- closing -------------------------------------------------------------------------------
 

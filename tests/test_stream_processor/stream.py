@@ -33,6 +33,7 @@ class Stream:
     events: list[Event]  # in delivery order, repeats included
     sessions: dict[str, tuple[int, int]]  # "device|first delivered event id" -> (event count, page views)
     page_views: Counter  # window start (epoch s) -> page views
+    transitions: Counter  # (page, next page) -> count, as delivered (see expected_transitions)
 
 
 def generate(seed: int, visitors: int = 40, start: datetime | None = None) -> Stream:
@@ -66,7 +67,8 @@ def generate(seed: int, visitors: int = 40, start: datetime | None = None) -> St
         with_repeats.append(e)
         if rng.random() < 0.05:
             with_repeats.append(e)
-    return Stream(with_repeats, expected_sessions(timeline, with_repeats), expected_page_views(timeline))
+    return Stream(with_repeats, expected_sessions(timeline, with_repeats), expected_page_views(timeline),
+                  expected_transitions(timeline, with_repeats))
 
 
 def expected_sessions(events: list[Event], delivered: list[Event]) -> dict[str, tuple[int, int]]:
@@ -90,6 +92,37 @@ def expected_sessions(events: list[Event], delivered: list[Event]) -> dict[str, 
             first = min(session, key=lambda e: order[e.event_id])
             sessions[f"{device}|{first.event_id}"] = (len(session), sum(e.type == "page" for e in session))
     return sessions
+
+
+def expected_transitions(events: list[Event], delivered: list[Event]) -> Counter:
+    """Steps from a session's latest page (by event time, among those delivered so far) to a page
+    delivered after it with a later time; pages arriving out of order make no step."""
+    session_of = {}
+    by_device = defaultdict(list)
+    for e in events:
+        by_device[e.anonymous_id].append(e)
+    for device_events in by_device.values():
+        device_events.sort(key=lambda e: e.timestamp)
+        n, previous = 0, None
+        for e in device_events:
+            if previous is not None and (e.timestamp - previous).total_seconds() >= TIMEOUT_S:
+                n += 1
+            session_of[e.event_id] = (e.anonymous_id, n)
+            previous = e.timestamp
+    latest, seen, steps = {}, set(), Counter()
+    for e in delivered:
+        if e.event_id in seen:
+            continue
+        seen.add(e.event_id)
+        if e.type != "page":
+            continue
+        session = session_of[e.event_id]
+        last = latest.get(session)
+        if last is not None and e.timestamp >= last[0] and last[1] != e.path:
+            steps[(last[1], e.path)] += 1
+        if last is None or e.timestamp >= last[0]:
+            latest[session] = (e.timestamp, e.path)
+    return steps
 
 
 def expected_page_views(events: list[Event]) -> Counter:

@@ -80,9 +80,21 @@ def test_known_answers_sessions_windows_and_dedup(settings_factory, read_topic, 
         forwarded = [Event.from_bytes(r.value) for r in events]
         assert sorted(e.event_id for e in forwarded) == sorted(set(e.event_id for e in stream.events))
         assert all(e.session_id for e in forwarded)
-        topics = Topics.from_settings(settings)
         # Windows close on the watermark, the last ones after the idle timeout.
         wait_for_metrics(read_topic, settings, stream)
+        # Next pages, counted from the page-to-page steps of the sessions (all one source here).
+        url = f"http://127.0.0.1:{settings.processor_port}/v1/recommendations"
+        for page in ("/", "/pricing", "/docs"):
+            expected = sorted(((b, n) for (a, b), n in stream.transitions.items() if a == page),
+                              key=lambda x: (-x[1], x[0]))
+
+            def answer(page=page, expected=expected):
+                got = httpx.get(url, params={"path": page, "limit": 5}).json()["recommendations"]
+                return got if sum(x["count"] for x in got) == sum(n for _, n in expected) else None
+
+            got = wait_until(answer, 30, f"the next pages of {page}")
+            assert [(x["path"], x["count"]) for x in got] == expected
+        assert httpx.get(url).status_code == 400
     finally:
         stop(process)
 

@@ -152,3 +152,20 @@ def test_checkpoint_restore_gives_the_same_result_as_an_uninterrupted_run():
     crashed = drive(crash_at=333)
     assert sorted(s.model_dump_json() for s in crashed[0]) == sorted(s.model_dump_json() for s in clean[0])
     assert crashed[1] == clean[1]
+
+
+def test_next_pages_are_counted_in_time_order_and_recommended():
+    from stream_processor.recommendations import recommend
+    config = ProcessingConfig(session_timeout_s=600, lateness_s=30, window_sizes=(60,))
+    proc = PartitionProcessor(0, config, {}, lambda: RuleSet())
+    merger = WindowMerger(1, (60,), lambda: RuleSet())
+    paths = [("a", "/"), ("a", "/x"), ("a", "/y"), ("b", "/"), ("b", "/x"), ("c", "/"), ("c", "/y"), ("c", "/y")]
+    for n, (visitor, path) in enumerate(paths):
+        proc.process(event(n, T0 + n, visitor, path=path), "raw", n, now=NOW, wall=0)
+    # Out of order: an earlier page arriving late makes no step.
+    proc.process(event(99, T0 + 0.5, "b", path="/late"), "raw", 99, now=NOW, wall=0)
+    merger.add(proc.take_transitions(), NOW)
+    assert proc.take_transitions() is None
+    updates = merger.take_recommendation_updates()
+    assert updates == {"web|/": {"/x": 2, "/y": 1}, "web|/x": {"/y": 1}}
+    assert recommend(updates["web|/"], 1) == [{"path": "/x", "count": 2, "probability": 0.6667}]
