@@ -25,6 +25,8 @@ import pandas as pd
 from query.stats import two_proportion_test
 
 VISITOR = "coalesce(user_id, anonymous_id)"
+# The key sessions are kept under, by the stream processor too: a device's anonymous id outlives sign-in.
+DEVICE = "coalesce(anonymous_id, user_id)"
 
 
 @dataclass(frozen=True)
@@ -223,16 +225,16 @@ def experiment(con, r: Range, experiment_id: str, conversion_event: str = "Order
 
 
 def sessionize(con, r: Range, timeout_minutes: int = 30) -> pd.DataFrame:
-    """Sessions rebuilt from events alone, in SQL: a visitor's new session starts after a gap longer
-    than the timeout. Comparable with the stream processor's sessions."""
+    """Sessions rebuilt from events alone, in SQL, as the stream processor builds them: per device
+    (anonymous id, else user id), a new session starts after a gap of the timeout or more."""
     where, params = r.where()
     # Gaps and durations in epoch microseconds (integer arithmetic, not interval arithmetic).
     return _df(con, f"""
         WITH base AS (
-            SELECT {VISITOR} AS visitor, event_id, epoch_us(timestamp) AS ts, timestamp, type, path
-            FROM events WHERE {where} AND {VISITOR} IS NOT NULL),
+            SELECT {DEVICE} AS visitor, event_id, epoch_us(timestamp) AS ts, timestamp, type, path
+            FROM events WHERE {where} AND {DEVICE} IS NOT NULL),
         ordered AS (
-            SELECT *, CASE WHEN lag(ts) OVER w IS NULL OR ts - lag(ts) OVER w > {int(timeout_minutes) * 60_000_000}
+            SELECT *, CASE WHEN lag(ts) OVER w IS NULL OR ts - lag(ts) OVER w >= {int(timeout_minutes) * 60_000_000}
                            THEN 1 ELSE 0 END AS starts
             FROM base WINDOW w AS (PARTITION BY visitor ORDER BY ts, event_id)),
         numbered AS (

@@ -182,3 +182,15 @@ def test_weekly_retention_and_hourly_traffic_follow_utc_weeks_and_hours(tmp_path
     assert hourly[["bucket", "events"]].values.tolist() == [
         [pd.Timestamp("2026-11-22 23:00", tz="UTC"), 1], [pd.Timestamp("2026-11-23 00:00", tz="UTC"), 1],
         [pd.Timestamp("2026-11-23 10:00", tz="UTC"), 1]]
+
+
+def test_sql_sessions_follow_the_device_across_sign_in_and_cut_at_exactly_the_timeout(tmp_path, event_factory,
+                                                                                       write_lake):
+    settings = Settings(_env_file=None, lake_dir=tmp_path / "lake2")
+    events = [event_factory(anonymous_id="d1", timestamp=m(0)),
+              event_factory(anonymous_id="d1", user_id="u1", timestamp=m(10)),  # signs in: same session
+              event_factory(anonymous_id="d1", user_id="u1", timestamp=m(40)),  # a gap of exactly 30 min
+              event_factory(anonymous_id="d1", user_id="u1", timestamp=m(69))]
+    write_lake(settings, events)
+    df = sessionize(connect(settings), Range(m(-60), m(120)), timeout_minutes=30)
+    assert list(df["visitor"]) == ["d1", "d1"] and list(df["event_count"]) == [2, 2]
