@@ -7,6 +7,8 @@ and Kafka -> sink -> Parquet on S3 -> DuckDB (`clickstream query`).
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
 import subprocess
@@ -23,16 +25,22 @@ from clickstream.stack.probes import pid_alive
 
 pytestmark = pytest.mark.integration
 
+SECRET = "e2e-secret"  # the reactor signs webhook bodies with it; the receiver checks every one
+
 
 class Webhook:
     """A real HTTP server on loopback that records what the reactor POSTs."""
 
     def __init__(self):
         received = self.received = []
+        unsigned = self.unsigned = []  # bodies whose signature did not match
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers["Content-Length"]))
+                signed = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+                if self.headers.get("X-Clickstream-Signature") != f"sha256={signed}":
+                    unsigned.append(body)
                 received.append((self.headers.get("Idempotency-Key"), json.loads(body)))
                 self.send_response(204)
                 self.end_headers()
@@ -68,7 +76,8 @@ def test_post_to_reaction_and_lake(settings_factory, free_ports, tmp_path):
     settings = settings_factory(
         api_port=free_ports(), dashboard_port=free_ports(), processor_port=free_ports(),
         reactor_port=free_ports(), sink_port=free_ports(),
-        page_view_threshold=5, flush_interval_s=1, webhook_url=webhook.url, lateness_s=5, idle_timeout_s=3, windows_s=[10],
+        page_view_threshold=5, flush_interval_s=1, webhook_url=webhook.url, webhook_secret=SECRET,
+        lateness_s=5, idle_timeout_s=3, windows_s=[10], session_timeout_s=5,
         state_dir=tmp_path / ".clickstream",
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLICKSTREAM_")}
@@ -108,7 +117,7 @@ def test_post_to_reaction_and_lake(settings_factory, free_ports, tmp_path):
 
         reactions = wait_for(lambda: webhook.received, 90, "the reaction at the webhook")
         time.sleep(2)  # a second delivery would be a defect: give it the chance to show
-        assert len(webhook.received) == 1
+        assert len(webhook.received) == 1 and webhook.unsigned == []
         key, reaction = reactions[0]
         assert reaction["subject"] == "demo:page_views:path=/pricing" and reaction["value"] == 5 and reaction["threshold"] == 5
         assert key == reaction["reaction_id"]
@@ -140,6 +149,16 @@ def test_post_to_reaction_and_lake(settings_factory, free_ports, tmp_path):
         assert len(invalid) == 1 and "malformed JSON" in invalid[0]["reason"] and invalid[0]["payload"] == "{oops"
         stored = wait_for(lambda: table("select reaction_id, value from reactions"), 60, "the reactions table")
         assert stored == [{"reaction_id": reaction["reaction_id"], "value": 5.0}]
+        # Sessions close after the (here 5 s) timeout of quiet; their records and the window's metrics
+        # land in their tables with the same ids as the events.
+        closed = wait_for(lambda: (t := table("select session_id, anonymous_id, event_count, page_views, is_bounce"
+                                              " from sessions order by anonymous_id")) and len(t) == 6 and t,
+                          90, "the sessions table")
+        assert {r["anonymous_id"]: r["session_id"] for r in closed} == {a: s.pop() for a, s in sessions.items()}
+        assert next(r for r in closed if r["anonymous_id"] == "v1")["event_count"] == 4
+        views = wait_for(lambda: table("select sum(value) as n from metrics where metric = 'page_views'"
+                                       " and dimension = '' and window_s = 10"), 60, "the metrics table")
+        assert views == [{"n": 7.0}]
 
         dashboard = httpx.get(settings.url(settings.dashboard_port) + "/_stcore/health", timeout=10)
         assert dashboard.status_code == 200
