@@ -31,9 +31,10 @@ SeaweedFS, as ``clickstream up`` runs it), both started here on free loopback po
   figure for 1 million visitors is extrapolated linearly from the slope when fewer were run, and
   printed as such.
 * ``profile`` -- in-process, no I/O: ``Event.from_bytes``, ``PartitionProcessor.process`` and the
-  serialization ``app.checkpoint`` does (``Event.to_bytes`` of each output, ``json.dumps`` of each
-  changed visitor's state, ``PartitionProcessor.checkpoint``) timed per event on ``--profile-events``
-  of the same events, with a cProfile of ``process``; the state per visitor from ``tracemalloc``.
+  serialization ``app.checkpoint`` does (``Event.to_bytes`` of each output, ``state_store.encode``
+  (pydantic_core's ``to_json``) of each changed visitor's state, ``PartitionProcessor.checkpoint``)
+  timed per event on ``--profile-events`` of the same events, with a cProfile of ``process``; the
+  state per visitor from ``tracemalloc``.
   ``--py-spy DIR`` also runs one extra (unreported) throughput repetition under ``py-spy record``
   and prints where the worker's samples fall.
 
@@ -93,6 +94,7 @@ from stream_processor.app import processing_config
 from stream_processor.partition import PartitionProcessor
 from stream_processor.rules import parse_rules
 from stream_processor.sessions import session_id_for
+from stream_processor.state_store import encode
 
 try:
     import orjson
@@ -101,6 +103,7 @@ try:
 except ImportError:
     loads, LOADS_NAME = json.loads, "json"
 
+ROOT = f"{Path(__file__).resolve().parents[1]}/"  # the checkout, cut from py-spy's paths
 WRITE_KEY = "bench-write-key"
 SESSION_RULE = """rules:
   - name: third_event
@@ -732,8 +735,8 @@ def profile(args) -> None:
         f"{LOADS_NAME}.loads (baseline decode)": timed(lambda _: [loads(v) for v in values]),
         "PartitionProcessor.process": timed(run_process, fresh_processor),
         "Event.to_bytes of the outputs": timed(lambda _: [e.to_bytes() for e in events_out]),
-        "json.dumps of changed visitor states": timed(
-            lambda _: [json.dumps(visitors[k]).encode() for k in dirty if k in visitors]),
+        "encode (to_json) of changed visitor states": timed(
+            lambda _: [encode(visitors[k]) for k in dirty if k in visitors]),
         "PartitionProcessor.checkpoint (every 5,000)": timed(
             lambda _: [proc.checkpoint() for _ in range(max(1, n // 5000))]),
     }
@@ -777,7 +780,7 @@ def print_py_spy(path: Path, top: int = 25) -> None:
         n = int(count)
         samples += n
         frames = [f.rsplit(" (", 1) for f in stack.split(";")]
-        names = [f"{fn} ({loc.rsplit(':', 1)[0].split('site-packages/')[-1].split('wt-procbench/')[-1]})"
+        names = [f"{fn} ({loc.rsplit(':', 1)[0].split('site-packages/')[-1].split(ROOT)[-1]})"
                  for fn, loc in (f if len(f) == 2 else (f[0], "?)") for f in frames)]
         own[names[-1]] += n
         for name in set(names):
