@@ -12,10 +12,13 @@ import hashlib
 import math
 import zlib
 
+import numpy as np
+
 PRECISION = 14
 REGISTERS = 1 << PRECISION
 _ALPHA = 0.7213 / (1 + 1.079 / REGISTERS)
 _VALUE_BITS = 64 - PRECISION
+_POWERS = 2.0 ** -np.arange(_VALUE_BITS + 2, dtype=np.float64)  # 2^-rank for every possible rank
 
 
 def _hash64(item: str) -> int:
@@ -38,13 +41,15 @@ class HyperLogLog:
             self.registers[index] = rank
 
     def merge(self, other: HyperLogLog) -> None:
-        self.registers = bytearray(map(max, self.registers, other.registers))
+        merged = np.maximum(np.frombuffer(self.registers, dtype=np.uint8), np.frombuffer(other.registers, dtype=np.uint8))
+        self.registers = bytearray(merged.tobytes())
 
     def count(self) -> int:
-        zeros = self.registers.count(0)
+        histogram = np.bincount(np.frombuffer(self.registers, dtype=np.uint8), minlength=_VALUE_BITS + 2)
+        zeros = int(histogram[0])
         if zeros == REGISTERS:
             return 0
-        harmonic = sum(self.registers.count(r) * 2.0 ** -r for r in range(_VALUE_BITS + 2))
+        harmonic = float(np.dot(histogram, _POWERS[: len(histogram)]))
         estimate = _ALPHA * REGISTERS * REGISTERS / harmonic
         if estimate <= 2.5 * REGISTERS and zeros:
             # Small range: linear counting over the empty registers is far more accurate.
