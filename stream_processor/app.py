@@ -211,26 +211,31 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.agent(partials)
     async def merge(stream):
-        stream = stream.noack()
-        async for event in stream.events():
+        # In batches: the merger's state is saved once per batch, not once per partial.
+        async for batch_events in stream.noack_take(1000, within=0.05):
             merger = merging.get("m")
             if merger is None:
                 merger = merging["m"] = WindowMerger(partitions, config.window_sizes, rules.current,
                                                      grace_s=settings.idle_timeout_s)
                 saved = await read_partition(settings.bootstrap_servers, merger_state.get_topic_name(), 0)
                 merger.restore(saved.get("state"))
-            rows, reactions = merger.add(from_json(event.value), now(), time.time())
-            sends = [(metrics_out, row.metric.encode(), row.to_bytes(), None) for row in rows]
-            sends += [(reactions_out, r.subject.encode(), r.to_bytes(), None) for r in reactions]
+            sends, changed, fired = [], False, []
+            for event in batch_events:
+                rows, reactions = merger.add(from_json(event.value), now(), time.time())
+                changed = changed or merger.changed
+                sends += [(metrics_out, row.metric.encode(), row.to_bytes(), None) for row in rows]
+                sends += [(reactions_out, r.subject.encode(), r.to_bytes(), None) for r in reactions]
+                fired += reactions
+                stats["metric_rows"] += len(rows)
             sends += [(recommendations, key.encode(), encode(value), 0)
                       for key, value in merger.take_recommendation_updates().items()]
             await send_all(sends)
-            if merger.changed:
+            if changed:
                 await send_all([(merger_state, b"state", encode(merger.to_dict()), 0)])
-            await stream.ack(event)
-            stats["metric_rows"] += len(rows)
-            stats["reactions_out"] += len(reactions)
-            for reaction in reactions:
+            for event in batch_events:
+                await stream.ack(event)
+            stats["reactions_out"] += len(fired)
+            for reaction in fired:
                 log.info("reaction %s: %s", reaction.reaction_id, reaction.message)
 
     def behind(partition: int, proc: PartitionProcessor) -> bool:
