@@ -25,6 +25,13 @@ def _hash64(item: str) -> int:
     return int.from_bytes(hashlib.blake2b(item.encode(), digest_size=8).digest(), "big")
 
 
+def position(item: str) -> tuple[int, int]:
+    """The register an item falls in and its rank there (position of the first 1-bit, 1-based)."""
+    h = _hash64(item)
+    rest = h & ((1 << _VALUE_BITS) - 1)
+    return h >> _VALUE_BITS, _VALUE_BITS - rest.bit_length() + 1
+
+
 class HyperLogLog:
     __slots__ = ("registers",)
 
@@ -32,11 +39,11 @@ class HyperLogLog:
         self.registers = registers if registers is not None else bytearray(REGISTERS)
 
     def add(self, item: str) -> None:
-        h = _hash64(item)
-        index = h >> _VALUE_BITS
-        rest = h & ((1 << _VALUE_BITS) - 1)
-        # Rank: position of the first 1-bit in the remaining bits (1-based).
-        rank = _VALUE_BITS - rest.bit_length() + 1
+        self.add_position(position(item))
+
+    def add_position(self, where: tuple[int, int]) -> None:
+        """Add an item by its :func:`position`: one hash serves every sketch the item goes into."""
+        index, rank = where
         if rank > self.registers[index]:
             self.registers[index] = rank
 

@@ -12,23 +12,20 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import datetime
 
 from clickstream import metrics as m
 from clickstream.metrics import MetricRow
 from clickstream.reactions import Reaction
 from stream_processor import rules as r
 from stream_processor.hll import HyperLogLog
-from stream_processor.windows import split_counter_key
+from stream_processor.windows import split_counter_key, utc
 
 # After a long quiet spell, at most this many empty windows per size are written (as zeros) at once.
 MAX_EMPTY_WINDOWS = 360
 # Next pages remembered per page (the most frequent).
 MAX_NEXT_PAGES = 100
 
-
-def _utc(t: float) -> datetime:
-    return datetime.fromtimestamp(t, tz=timezone.utc)
 
 
 def window_values(counts: Counter, visitors: HyperLogLog) -> dict[tuple[str, str], float]:
@@ -177,7 +174,7 @@ class WindowMerger:
             counts = entry["counts"] if entry else Counter()
             hll = entry["hll"] if entry else HyperLogLog()
             values = window_values(counts, hll)
-            rows += [MetricRow(window_start=_utc(start), window_end=_utc(start + size), window_s=size,
+            rows += [MetricRow(window_start=utc(start), window_end=utc(start + size), window_s=size,
                                source=source, metric=metric, dimension=dim, value=value)
                      for (metric, dim), value in sorted(values.items())]
             reactions += self._window_rules(size, start, source, values, now)
@@ -220,7 +217,7 @@ class WindowMerger:
                 if rule.holds(value) and self.cooldowns.allow(rule, subject, start):
                     fired.append(r.make_reaction(
                         rule, "threshold", subject, start, end, value, rule.bound,
-                        f"{subject} = {value:g} in the {size}s window from {_utc(start):%Y-%m-%d %H:%M:%S}Z "
+                        f"{subject} = {value:g} in the {size}s window from {utc(start):%Y-%m-%d %H:%M:%S}Z "
                         f"(rule {rule.name})", now))
         for rule in ruleset.of(r.AnomalyRule):
             if not self._applies(rule, size, source):

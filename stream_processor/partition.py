@@ -21,7 +21,7 @@ from clickstream.reactions import Reaction
 from clickstream.sessions import SessionRecord
 from stream_processor import rules as r
 from stream_processor.sessions import OpenSession, add_event, belongs_to, open_session, revenue_of, session_key
-from stream_processor.windows import WindowAggregate, closes_through, counter_key, window_start
+from stream_processor.windows import WindowAggregate, closes_through, counter_key, sketch_positions, window_start
 
 
 @dataclass(frozen=True)
@@ -309,6 +309,7 @@ class PartitionProcessor:
     def _count_in_windows(self, event: Event, t: float, session_id: str, *, opened: bool) -> None:
         conversion = event.type == "track" and event.event == self.config.conversion_event
         revenue = revenue_of(event) if conversion else None
+        visitor, session = sketch_positions(event.visitor_id, session_id)
         for size in self.config.window_sizes:
             through = self.closed_through.get(size)
             if through is not None and window_start(t, size) + size <= through:
@@ -316,7 +317,7 @@ class PartitionProcessor:
                 self.stats[f"late_events_{size}s"] += 1
                 continue
             agg = self._window(size, t, event.source)
-            agg.add_event(event.visitor_id, session_id, event.type, event.event, event.path, event.is_bot,
+            agg.add_event(visitor, session, event.type, event.event, event.path, event.is_bot,
                           conversion, revenue)
             if opened:
                 agg.counts[counter_key(m.SESSIONS_STARTED)] += 1

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
@@ -45,6 +45,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 
 from clickstream.reactions import Reaction, reaction_id
 from query.stats import two_proportion_test
+from stream_processor.windows import utc
 
 
 class RuleFileError(Exception):
@@ -212,15 +213,12 @@ class Cooldowns:
         return True
 
 
-def _utc(t: float) -> datetime:
-    return datetime.fromtimestamp(t, tz=timezone.utc)
-
 
 def make_reaction(rule: _Rule, kind: str, subject: str, start: float, end: float, value: float,
                   threshold: float, message: str, now: datetime) -> Reaction:
     return Reaction(
-        reaction_id=reaction_id(rule.name, subject, _utc(start)), rule=rule.name, kind=kind, subject=subject,
-        window_start=_utc(start), window_end=_utc(end), value=value, threshold=threshold, message=message,
+        reaction_id=reaction_id(rule.name, subject, utc(start)), rule=rule.name, kind=kind, subject=subject,
+        window_start=utc(start), window_end=utc(end), value=value, threshold=threshold, message=message,
         created_at=now,
     )
 

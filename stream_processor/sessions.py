@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 
 from clickstream.events import Event
 from clickstream.sessions import SessionRecord
+from stream_processor.windows import utc
 
 _SESSION_NAMESPACE = uuid.UUID("0b6f8a43-4a7c-4f0a-8d36-56f0f4c1c2a1")
 
@@ -34,9 +34,6 @@ def session_id_for(visitor_key: str, first_event_id: str) -> str:
     """Deterministic from the visitor and the session's first event, so a replay gives the same id."""
     return str(uuid.uuid5(_SESSION_NAMESPACE, f"{visitor_key}|{first_event_id}"))
 
-
-def _utc(t: float) -> datetime:
-    return datetime.fromtimestamp(t, tz=timezone.utc)
 
 
 @dataclass
@@ -87,8 +84,8 @@ class OpenSession:
             anonymous_id=self.anonymous_id,
             user_id=self.user_id,
             source=self.source,
-            session_start=_utc(self.start),
-            session_end=_utc(self.end),
+            session_start=utc(self.start),
+            session_end=utc(self.end),
             duration_s=round(self.end - self.start, 6),
             event_count=self.event_count,
             page_views=self.page_views,

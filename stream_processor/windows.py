@@ -9,12 +9,18 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
 from clickstream import metrics as m
-from stream_processor.hll import HyperLogLog
+from stream_processor.hll import HyperLogLog, position
 
 # Separates metric and dimension in a counter key (a character neither can hold in practice).
 _SEP = "\x1f"
+
+
+def utc(t: float) -> datetime:
+    """Epoch seconds as an aware UTC datetime (the contracts' timestamps)."""
+    return datetime.fromtimestamp(t, tz=timezone.utc)
 
 
 def window_start(t: float, size_s: int) -> int:
@@ -42,6 +48,10 @@ def split_counter_key(key: str) -> tuple[str, str]:
     return metric, dimension
 
 
+def sketch_positions(visitor_id: str, session_id: str) -> tuple[tuple[int, int] | None, tuple[int, int]]:
+    return (position(visitor_id) if visitor_id else None), position(session_id)
+
+
 @dataclass
 class WindowAggregate:
     """One source's counts in one window of one partition."""
@@ -51,8 +61,10 @@ class WindowAggregate:
     # A sketch too: the set of a busy window's session ids would dominate every checkpoint.
     sessions: HyperLogLog = field(default_factory=HyperLogLog)
 
-    def add_event(self, visitor_id: str, session_id: str, kind: str, name: str | None, path: str | None,
-                  is_bot: bool, conversion: bool, revenue: float | None) -> None:
+    def add_event(self, visitor: tuple[int, int] | None, session: tuple[int, int], kind: str, name: str | None,
+                  path: str | None, is_bot: bool, conversion: bool, revenue: float | None) -> None:
+        """Count one event; ``visitor`` and ``session`` are the ids' sketch positions
+        (:func:`sketch_positions`), hashed once for all window sizes."""
         c = self.counts
         c[counter_key(m.EVENTS)] += 1
         c[counter_key(m.EVENTS, m.dimension(type=kind))] += 1
@@ -68,9 +80,9 @@ class WindowAggregate:
             c[counter_key(m.CONVERSIONS)] += 1
             if revenue is not None:
                 c[counter_key(m.REVENUE)] += revenue
-        if visitor_id:
-            self.visitors.add(visitor_id)
-        self.sessions.add(session_id)
+        if visitor is not None:
+            self.visitors.add_position(visitor)
+        self.sessions.add_position(session)
 
     def add_session_end(self, page_views: int, converted: bool, experiments: dict[str, str]) -> None:
         c = self.counts

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import time
-from collections import Counter
 
 import httpx
 import pytest

@@ -11,7 +11,7 @@ from clickstream.events import Event
 from query.stats import two_proportion_test
 from stream_processor.merge import WindowMerger
 from stream_processor.partition import PartitionProcessor, ProcessingConfig
-from stream_processor.rules import RuleFileError, RuleSet, default_rules, parse_rules, z_score
+from stream_processor.rules import RuleFileError, default_rules, parse_rules, z_score
 from stream_processor.rules_file import RulesHolder
 from stream_processor.windows import counter_key
 

@@ -3,7 +3,7 @@
 import copy
 import random
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 import pytest
 
