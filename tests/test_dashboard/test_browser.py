@@ -14,7 +14,7 @@ from playwright.sync_api import Page
 from browser import page, browser, screenshot  # noqa: F401  (pytest fixtures)
 from clickstream.settings import Settings
 from clickstream.stack.probes import free_port, http_ok
-from conftest import wait_until
+from conftest import stop_process, wait_until
 from demo_lake import write_demo_lake
 
 PAGES = {"live": "Live", "traffic": "Traffic", "funnels": "Funnels", "paths": "Paths", "retention": "Retention",
@@ -41,12 +41,7 @@ def running_dashboard(tmp_path, write_lake):
         assert process.poll() is None, log.read_text()[-3000:]
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
 
 
 def wait_for_render(page: Page, title: str, timeout_s: float = 45) -> None:
