@@ -31,6 +31,9 @@ class SendReport:
     acknowledged: list[Delivery] = field(default_factory=list)  # answered for good: 2xx or 400
     failed: list[tuple[Delivery, str]] = field(default_factory=list)
     mismatches: list[str] = field(default_factory=list)  # answers that differ from what the model expects
+    # Every attempt as (sent, answered, status), on the monotonic clock of ``send_deliveries``:
+    # request latencies, and which answers came while a dependency was down.
+    attempts: list[tuple[float, float, int | str]] = field(default_factory=list)
     elapsed_s: float = 0.0
 
     @property
@@ -85,14 +88,17 @@ async def send_deliveries(
         try:
             path = f"/v1/{delivery.endpoint}"
             for attempt in range(1, max_attempts + 1):
+                sent = monotonic()
                 try:
                     response = await client.post(path, json=request_body(delivery, now()), auth=auth,
                                                  headers={"User-Agent": delivery.user_agent})
                 except httpx.TransportError as exc:
                     report.statuses["error"] += 1
+                    report.attempts.append((sent, monotonic(), "error"))
                     wait, reason = min(2.0 ** attempt * 0.1, 5.0), f"{type(exc).__name__}: {exc}"
                 else:
                     report.statuses[response.status_code] += 1
+                    report.attempts.append((sent, monotonic(), response.status_code))
                     if response.status_code in FINAL:
                         report.acknowledged.append(delivery)
                         try:

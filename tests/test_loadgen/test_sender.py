@@ -32,3 +32,25 @@ def test_answers_are_checked_against_the_model():
     assert check_answer(only_bad, 400, {"error": "no valid event in the batch"}) is None
     assert check_answer(Delivery(0, "track", (_call(5),)), 200, {}) is None
     assert "expected 400, got 200" in check_answer(Delivery(0, "track", (_call(6, valid=False),)), 200, {})
+
+
+def test_every_attempt_is_recorded_with_its_answer():
+    import asyncio
+
+    import httpx
+
+    from loadgen.sender import send_deliveries
+
+    answers = iter([httpx.Response(503, headers={"Retry-After": "0"}), httpx.Response(200, json={"success": True})])
+    clock = iter(range(100))
+
+    async def run():
+        transport = httpx.MockTransport(lambda request: next(answers))
+        async with httpx.AsyncClient(base_url="http://api", transport=transport) as client:
+            return await send_deliveries([Delivery(0, "track", (_call(7),))], client, "key",
+                                         monotonic=lambda: float(next(clock)))
+
+    report = asyncio.run(run())
+    assert [status for _, _, status in report.attempts] == [503, 200]
+    assert all(sent < answered for sent, answered, _ in report.attempts) and report.retries == 1
+    assert len(report.acknowledged) == 1 and not report.failed
