@@ -92,6 +92,10 @@ class Settings(BaseSettings):
     )
     conversion_event: str = Field("Order Completed", description="the track event that counts as a conversion")
     rules_file: Path | None = Field(None, description="YAML rules file, reloaded when it changes")
+    processor_failpoint: str = Field(
+        "", description="fault testing only: 'outputs-sent:N' or 'merger-outputs-sent:N' ends the processor "
+        "at once the N-th time it has sent outputs and not yet saved the state that covers them",
+    )
     page_view_threshold: int = Field(
         100, ge=1, description="page views of one path in one window that fire a reaction"
     )

@@ -18,18 +18,21 @@ the worker that takes a partition over.
 Consistency after a crash: events are acknowledged (their offsets become committable) only
 after a *checkpoint*: first every output of the events is sent and acknowledged by the broker,
 then the changed visitor states, then the partition's state (watermark, open windows, offsets
-processed). A restarted worker loads the state, skips records already in the checkpoint and
-processes the rest again: sessions, windows and metrics come out the same as without the
-crash. Outputs of the events after the last checkpoint can be sent twice (same ids and
-contents), never lost. Tansu accepts no transactions, so this does without Kafka's exactly-once.
+processed, and the offsets its outputs reached). A restarted worker loads the state, skips
+records already in the checkpoint and processes the rest again: sessions, windows and metrics
+come out the same as without the crash. What it sent after the checkpoint it finds in the output
+topics and does not send again (``emitted.py``); the merger does the same with its own state.
+Tansu accepts no transactions, so this does without Kafka's exactly-once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import datetime, timezone
 
 import faust
@@ -41,11 +44,12 @@ from pydantic_core import from_json
 from clickstream.events import Event
 from clickstream.settings import Settings
 from clickstream.topics import Topics
+from stream_processor import emitted as em
 from stream_processor.merge import WindowMerger
 from stream_processor.recommendations import recommend
 from stream_processor.partition import Output, PartitionProcessor, ProcessingConfig
 from stream_processor.rules_file import RulesHolder
-from stream_processor.state_store import encode, read_partition
+from stream_processor.state_store import encode, partition_counts, read_partition, read_values
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +66,24 @@ def processing_config(settings: Settings) -> ProcessingConfig:
         window_sizes=tuple(settings.windows_s),
         conversion_event=settings.conversion_event,
     )
+
+
+def failpoint(setting: str) -> Callable[[str], None]:
+    """``passed(name)`` ends the process at once (as a SIGKILL would) the N-th time it passes ``name``,
+    for ``setting`` "name:N"; it does nothing for any other name or an empty setting. Lets the fault
+    tests stop the worker exactly between sending outputs and saving the state that covers them."""
+    name, _, count = setting.partition(":")
+    passes = Counter()
+
+    def passed(point: str) -> None:
+        if point == name:
+            passes[point] += 1
+            if passes[point] >= int(count or 1):
+                log.warning("failpoint %s reached: exiting", setting)
+                logging.shutdown()
+                os._exit(70)
+
+    return passed
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -87,6 +109,7 @@ def create_app(settings: Settings) -> faust.App:
         consumer_auto_offset_reset="earliest",
     )
     stats: Counter[str] = Counter()
+    fail = failpoint(settings.processor_failpoint)
     config = processing_config(settings)
     rules = RulesHolder(settings.rules_file, settings.page_view_threshold)
 
@@ -111,18 +134,53 @@ def create_app(settings: Settings) -> faust.App:
 
     processors: dict[int, PartitionProcessor] = {}
     loading: dict[int, asyncio.Task] = {}
-    batch = {"out": Output(), "events": [], "since": time.monotonic()}
+    outputs = {em.EVENTS: events_out, em.SESSIONS: sessions_out, em.REACTIONS: reactions_out}
+    # Per input partition: where its outputs go, the offsets they reached, and what a crashed
+    # worker sent after its last checkpoint (see emitted.py).
+    targets: dict[int, dict[str, int]] = {}
+    emitted: dict[int, dict[str, int]] = {}
+    resent: dict[int, em.Resent] = {}
+    batch = {"out": {}, "events": [], "since": time.monotonic()}  # out: partition -> Output
     lock = asyncio.Lock()
     streams: dict[str, faust.StreamT] = {}
-    merging: dict[str, WindowMerger] = {}  # the merger, while this worker owns the partials' partition
+    # While this worker owns the partials' partition: the merger ("m"), where its outputs go ("to"),
+    # the offsets they reached ("emitted") and what was sent before a restart ("resent").
+    merging: dict = {}
+
+    async def output_targets(partition: int, kinds: dict[str, faust.TopicT]) -> dict[str, int]:
+        names = {kind: topic.get_topic_name() for kind, topic in kinds.items()}
+        counts = await partition_counts(settings.bootstrap_servers, list(names.values()))
+        return {kind: em.output_partition(partition, counts[name] or partitions) for kind, name in names.items()}
+
+    async def read_resent(kinds: dict[str, faust.TopicT], where: dict[str, int], offsets: dict[str, int] | None
+                          ) -> em.Resent:
+        """What was sent after the checkpoint whose emitted ``offsets`` are given (None: before any was kept)."""
+        found = em.Resent()
+        if offsets is None:
+            return found
+        tails = await asyncio.gather(*(
+            read_values(settings.bootstrap_servers, kinds[kind].get_topic_name(), where[kind], offsets.get(kind, 0))
+            for kind in kinds))
+        for kind, values in zip(kinds, tails):
+            found.add(kind, values)
+        return found
 
     async def load(partition: int) -> PartitionProcessor:
-        visitors = await read_partition(settings.bootstrap_servers, visitor_states.get_topic_name(), partition)
         saved = await read_partition(settings.bootstrap_servers, checkpoints.get_topic_name(), partition)
+        state, offsets = em.split_checkpoint(saved.get(str(partition)))
+        if saved.get(str(partition)) is None:
+            offsets = {}  # never checkpointed: anything in its output partitions was sent by a crashed first run
+        where = targets[partition] = await output_targets(partition, outputs)
+        visitors, found = await asyncio.gather(
+            read_partition(settings.bootstrap_servers, visitor_states.get_topic_name(), partition),
+            read_resent(outputs, where, offsets))
         proc = PartitionProcessor(partition, config, visitors, rules.current)
-        proc.restore(saved.get(str(partition)))
-        log.info("partition %d: state of %d visitors loaded, resuming after offsets %s",
-                 partition, len(visitors), proc.offsets)
+        proc.restore(state)
+        emitted[partition] = dict(offsets or {})
+        resent[partition] = found
+        log.info("partition %d: state of %d visitors loaded, resuming after offsets %s; %s outputs sent before "
+                 "a restart will not be sent again", partition, len(visitors), proc.offsets,
+                 sum(len(ids) for ids in found.ids.values()))
         return proc
 
     async def processor(partition: int) -> PartitionProcessor:
@@ -152,42 +210,66 @@ def create_app(settings: Settings) -> faust.App:
     async def checkpoint() -> None:
         """Send the batch's outputs, then its state, then acknowledge its events (see module doc)."""
         async with lock:
-            out, events = batch["out"], batch["events"]
-            batch.update(out=Output(), events=[], since=time.monotonic())
-            if not events and not out.partials and not out.dirty and not out.sessions and not out.reactions:
-                return
+            outs, events = batch["out"], batch["events"]
+            batch.update(out={}, events=[], since=time.monotonic())
+            transitions = [t for t in (proc.take_transitions() for proc in processors.values()) if t]
             # State as of this batch, serialized before any await lets the agent move on.
-            states = {p: encode(proc.checkpoint()) for p, proc in processors.items() if proc.changed}
-            out.partials += [t for t in (proc.take_transitions() for proc in processors.values()) if t]
-            dirty = [(key, partition, encode(processors[partition].visitors.get(key)))
-                     for partition, key in out.dirty if partition in processors]
-            sends = [(events_out, key.encode(), event.to_bytes(), None) for key, event in out.events]
-            sends += [(sessions_out, r.session_id.encode(), r.to_bytes(), None) for r in out.sessions]
-            sends += [(reactions_out, r.subject.encode(), r.to_bytes(), None) for r in out.reactions]
-            sends += [(partials, str(x["w"]).encode(), encode(x), None) for x in out.partials]
-            await send_all(sends)
+            states = {p: encode(proc.checkpoint()) for p, proc in processors.items() if proc.changed or p in outs}
+            if not events and not outs and not transitions and not states:
+                return
+            dirty, sends = [], []
+            for p, out in outs.items():
+                if p not in processors:
+                    continue  # revoked meanwhile: the new owner redoes its events
+                to = targets[p]
+                dirty += [(key, p, encode(processors[p].visitors.get(key))) for key in out.dirty]
+                sends += [(events_out, key.encode(), event.to_bytes(), to[em.EVENTS], (p, em.EVENTS))
+                          for key, event in out.events]
+                sends += [(sessions_out, r.session_id.encode(), r.to_bytes(), to[em.SESSIONS], (p, em.SESSIONS))
+                          for r in out.sessions]
+                sends += [(reactions_out, r.subject.encode(), r.to_bytes(), to[em.REACTIONS], (p, em.REACTIONS))
+                          for r in out.reactions]
+                sends += [(partials, str(x["w"]).encode(), encode(x), 0, None) for x in out.partials]
+            sends += [(partials, str(x["w"]).encode(), encode(x), 0, None) for x in transitions]
+            reached = await send_all(sends)
+            if reached:
+                fail("outputs-sent")
+            for (p, kind), offset in reached.items():
+                emitted.setdefault(p, {})[kind] = offset
             # The visitors' states are durable before the checkpoint that skips their events is.
-            await send_all([(visitor_states, key.encode(), value, partition) for key, partition, value in dirty])
-            await send_all([(checkpoints, str(p).encode(), value, p) for p, value in states.items()])
+            await send_all([(visitor_states, key.encode(), value, partition, None) for key, partition, value in dirty])
+            await send_all([(checkpoints, str(p).encode(), em.wrap_checkpoint(value, encode(emitted.get(p, {}))), p,
+                             None) for p, value in states.items()])
             stream = streams.get("process")
             for event in events:
                 await stream.ack(event)
             stats["checkpoints"] += 1
-            stats["events_out"] += len(out.events)
-            stats["sessions_out"] += len(out.sessions)
-            stats["reactions_out"] += len(out.reactions)
+            stats["events_out"] += sum(len(out.events) for out in outs.values())
+            stats["sessions_out"] += sum(len(out.sessions) for out in outs.values())
+            stats["reactions_out"] += sum(len(out.reactions) for out in outs.values())
 
-    async def send_all(records: list) -> None:
-        # Straight to the producer (Faust's Topic.send costs more than the rest of the path), then
-        # wait until the broker acknowledged every record.
+    async def send_all(records: list) -> dict:
+        """Send (topic, key, value, partition, tag) records and wait until the broker acknowledged every
+        one; returns, per tag, the offset after the last record with that tag."""
+        # Straight to the producer (Faust's Topic.send costs more than the rest of the path).
         producer = app.producer
         futures = [await producer.send(topic.get_topic_name(), key, value, partition, None, None)
-                   for topic, key, value, partition in records]
-        await asyncio.gather(*futures)
+                   for topic, key, value, partition, _ in records]
+        reached: dict = {}
+        for (*_, tag), meta in zip(records, await asyncio.gather(*futures)):
+            if tag is not None:
+                reached[tag] = max(reached.get(tag, 0), meta.offset + 1)
+        return reached
 
     def collect(out: Output, partition: int) -> None:
-        out.dirty = {(partition, key) for key in out.dirty}
-        batch["out"].extend(out)
+        again = resent.get(partition)
+        if again:
+            out.events = again.drop(em.EVENTS, out.events, lambda item: item[1].event_id)
+            out.sessions = again.drop(em.SESSIONS, out.sessions, lambda record: record.session_id)
+            out.reactions = again.drop(em.REACTIONS, out.reactions, lambda reaction: reaction.reaction_id)
+            stats["resent_dropped"] = sum(r.dropped for r in resent.values())
+        if out:
+            batch["out"].setdefault(partition, Output()).extend(out)
 
     @app.agent(raw_in)
     async def process(stream):
@@ -215,23 +297,39 @@ def create_app(settings: Settings) -> faust.App:
         async for batch_events in stream.noack_take(1000, within=0.05):
             merger = merging.get("m")
             if merger is None:
-                merger = merging["m"] = WindowMerger(partitions, config.window_sizes, rules.current,
-                                                     grace_s=settings.idle_timeout_s)
-                saved = await read_partition(settings.bootstrap_servers, merger_state.get_topic_name(), 0)
-                merger.restore(saved.get("state"))
+                merger = WindowMerger(partitions, config.window_sizes, rules.current, grace_s=settings.idle_timeout_s)
+                saved = (await read_partition(settings.bootstrap_servers, merger_state.get_topic_name(), 0)).get("state")
+                state, offsets = em.split_checkpoint(saved)
+                merger.restore(state)
+                kinds = {em.METRICS: metrics_out, em.REACTIONS: reactions_out}
+                to = await output_targets(0, kinds)
+                found = await read_resent(kinds, to, {} if saved is None else offsets)
+                merging.update(to=to, emitted=dict(offsets or {}), resent=found, m=merger)
+                log.info("merger: state loaded; %d outputs sent before a restart will not be sent again",
+                         sum(len(ids) for ids in found.ids.values()))
+            to, again = merging["to"], merging["resent"]
             sends, changed, fired = [], False, []
             for event in batch_events:
                 rows, reactions = merger.add(from_json(event.value), now(), time.time())
                 changed = changed or merger.changed
-                sends += [(metrics_out, row.metric.encode(), row.to_bytes(), None) for row in rows]
-                sends += [(reactions_out, r.subject.encode(), r.to_bytes(), None) for r in reactions]
+                if again:
+                    rows = again.drop(em.METRICS, rows, em.metric_row_id)
+                    reactions = again.drop(em.REACTIONS, reactions, lambda reaction: reaction.reaction_id)
+                sends += [(metrics_out, row.metric.encode(), row.to_bytes(), to[em.METRICS], em.METRICS)
+                          for row in rows]
+                sends += [(reactions_out, r.subject.encode(), r.to_bytes(), to[em.REACTIONS], em.REACTIONS)
+                          for r in reactions]
                 fired += reactions
                 stats["metric_rows"] += len(rows)
-            sends += [(recommendations, key.encode(), encode(value), 0)
+            sends += [(recommendations, key.encode(), encode(value), 0, None)
                       for key, value in merger.take_recommendation_updates().items()]
-            await send_all(sends)
-            if changed:
-                await send_all([(merger_state, b"state", encode(merger.to_dict()), 0)])
+            reached = await send_all(sends)
+            if any(tag == em.METRICS for tag in reached):
+                fail("merger-outputs-sent")
+            merging["emitted"].update(reached)
+            if changed or reached:
+                state = em.wrap_checkpoint(encode(merger.to_dict()), encode(merging["emitted"]))
+                await send_all([(merger_state, b"state", state, 0, None)])
             for event in batch_events:
                 await stream.ack(event)
             stats["reactions_out"] += len(fired)
@@ -252,6 +350,7 @@ def create_app(settings: Settings) -> faust.App:
         if app.rebalancing:
             return
         assigned = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topics.raw}
+        await asyncio.gather(*(processor(p) for p in assigned))  # loads their state side by side
         for partition in sorted(assigned):
             proc, wall = await processor(partition), time.time()
             if behind(partition, proc):

@@ -49,6 +49,9 @@ class Output:
         self.partials += other.partials
         self.dirty |= other.dirty
 
+    def __bool__(self) -> bool:
+        return bool(self.events or self.sessions or self.reactions or self.partials or self.dirty)
+
 
 class PartitionProcessor:
     def __init__(self, partition: int, config: ProcessingConfig, visitors: MutableMapping[str, dict],
@@ -184,9 +187,6 @@ class PartitionProcessor:
     def idle(self, *, now: datetime, wall: float) -> Output:
         """Called now and then in processing time: after ``idle_timeout_s`` without events the
         watermark moves on without them, so the last windows and sessions of a quiet stream close."""
-        quiet = wall - self.last_event_wall if self.last_event_wall is not None else 0.0
-        if self.last_event_wall is not None and quiet < self.config.idle_timeout_s:
-            return Output()
         if self.max_time is None:
             # No event yet: there is no event time to advance, but the merger must not wait for
             # this partition. It says so once (and again after a restart).
@@ -195,6 +195,13 @@ class PartitionProcessor:
             self._said_empty = True
             return Output(partials=[{"kind": "progress", "p": self.partition, "w": size, "through": None}
                                     for size in self.config.window_sizes])
+        if self.last_event_wall is None:
+            # Restored from a checkpoint that covers every event there is: the quiet counts from
+            # now, or the sessions and windows still open would wait for an event to close.
+            self.last_event_wall = wall
+        quiet = wall - self.last_event_wall
+        if quiet < self.config.idle_timeout_s:
+            return Output()
         # Event time is taken to move on with the wall clock from the last event, not to jump to
         # the wall clock: a backfill of old events that pauses must not find its windows closed.
         return self.advance(self.max_time + quiet, now=now)

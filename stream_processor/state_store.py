@@ -1,5 +1,5 @@
-"""The processor's state topics: compacted Kafka topics, one record per key, read back in full
-when a worker takes a partition over.
+"""Reading back what the processor wrote: its state topics (compacted Kafka topics, one record per
+key, read in full when a worker takes a partition over) and the tail of an output partition.
 
 Faust's own table recovery stops at the end offset the broker reports when recovery starts;
 against a broker that reports it late (Tansu keeping its log on S3 does) a worker would start
@@ -10,6 +10,7 @@ not depend on it.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -26,14 +27,41 @@ def encode(value: Any) -> bytes | None:
 async def read_partition(bootstrap_servers: str, topic: str, partition: int, *, timeout_s: float = 120.0
                          ) -> dict[str, Any]:
     """Latest value of every live key in one partition of a state topic (tombstones remove keys)."""
+    state: dict[str, Any] = {}
+
+    def take(record) -> None:
+        key = record.key.decode()
+        if record.value is None:
+            state.pop(key, None)
+        else:
+            state[key] = from_json(record.value)
+
+    await read_from(bootstrap_servers, topic, partition, None, take, timeout_s=timeout_s)
+    return state
+
+
+async def read_values(bootstrap_servers: str, topic: str, partition: int, offset: int, *,
+                      timeout_s: float = 120.0) -> list[Any]:
+    """The decoded values of one partition from ``offset`` on (what a worker sent after its last checkpoint)."""
+    values: list[Any] = []
+    await read_from(bootstrap_servers, topic, partition, offset,
+                    lambda record: values.append(from_json(record.value)), timeout_s=timeout_s)
+    return values
+
+
+async def read_from(bootstrap_servers: str, topic: str, partition: int, offset: int | None,
+                    take: Callable[[Any], None], *, timeout_s: float) -> None:
+    """Every record of one partition from ``offset`` (None: the beginning) until it stayed quiet past its end."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False, group_id=None,
                                 auto_offset_reset="earliest")
     await consumer.start()
-    state: dict[str, Any] = {}
     try:
         tp = TopicPartition(topic, partition)
         consumer.assign([tp])
-        await consumer.seek_to_beginning(tp)
+        if offset is None:
+            await consumer.seek_to_beginning(tp)
+        else:
+            consumer.seek(tp, offset)
         end = (await consumer.end_offsets([tp]))[tp]
         deadline = time.monotonic() + timeout_s
         quiet_since = time.monotonic()
@@ -41,17 +69,23 @@ async def read_partition(bootstrap_servers: str, topic: str, partition: int, *, 
             batch = await consumer.getmany(tp, timeout_ms=200)
             records = batch.get(tp, [])
             for record in records:
-                key = record.key.decode()
-                if record.value is None:
-                    state.pop(key, None)
-                else:
-                    state[key] = from_json(record.value)
+                take(record)
             if records:
                 quiet_since = time.monotonic()
             elif await consumer.position(tp) >= end and time.monotonic() - quiet_since >= QUIET_S:
                 break
         else:
-            raise TimeoutError(f"reading state {topic}[{partition}] took over {timeout_s:.0f} s")
+            raise TimeoutError(f"reading {topic}[{partition}] took over {timeout_s:.0f} s")
     finally:
         await consumer.stop()
-    return state
+
+
+async def partition_counts(bootstrap_servers: str, topics: list[str]) -> dict[str, int]:
+    """How many partitions each topic has (0 for one the broker does not know)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False, group_id=None)
+    await consumer.start()
+    try:
+        await consumer.topics()  # fetches the metadata of every topic
+        return {topic: len(consumer.partitions_for_topic(topic) or ()) for topic in topics}
+    finally:
+        await consumer.stop()

@@ -124,3 +124,17 @@ def test_a_visitor_is_forgotten_a_dedup_horizon_after_the_last_event():
     assert len(out.sessions) == 1 and "a1" in visitors  # closed, still remembered for dedup
     out = proc.advance(T0.timestamp() + 3600, now=NOW)
     assert "a1" not in visitors and "a1" in out.dirty
+
+
+def test_a_worker_restored_with_nothing_new_to_read_still_closes_the_tail():
+    config = ProcessingConfig(session_timeout_s=60, lateness_s=60, idle_timeout_s=10, window_sizes=(60,))
+    visitors = {}
+    before = PartitionProcessor(0, config, visitors, lambda: RuleSet())
+    before.process(ev(1, 0), "raw", 0, now=NOW, wall=1000.0)
+    after = PartitionProcessor(0, config, visitors, lambda: RuleSet())
+    after.restore(before.checkpoint())
+    # No event follows the restart: the quiet is counted from the worker's first look.
+    assert not after.idle(now=NOW, wall=5000.0).sessions
+    assert not after.idle(now=NOW, wall=5030.0).sessions
+    [closed] = after.idle(now=NOW, wall=5061.0).sessions
+    assert closed.session_id == session_id_for("a1", "e1")
