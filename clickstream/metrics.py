@@ -93,6 +93,10 @@ class MetricRow(BaseModel):
     def to_bytes(self) -> bytes:
         return self.model_dump_json().encode()
 
+    def row_id(self) -> str:
+        """What identifies the row: one value per window, source, metric and dimension."""
+        return f"{self.window_s}|{self.window_start.timestamp():.0f}|{self.source}|{self.metric}|{self.dimension}"
+
     @classmethod
     def from_bytes(cls, data: bytes) -> MetricRow:
         return cls.model_validate_json(data)

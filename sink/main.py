@@ -4,6 +4,8 @@ Parquet objects in their lake tables.
 Exactly once: offsets are committed only after every object of a flush was
 uploaded, object keys follow from offsets, and records that an earlier run
 uploaded without committing are recognised (``StoredOffsets``) and skipped.
+The copies of a record that a retried produce left in a topic are recognised by the
+record's id and stored once (``repeats.py``).
 While the lake's storage is failing, the sink keeps retrying with backoff and
 commits nothing, so it resumes without loss.
 """
@@ -26,6 +28,7 @@ from clickstream.topics import Topics
 from sink.buffer import PartitionBuffer
 from sink.destination import DestinationUnavailable, LakeDestination
 from sink.parquet import encode, plan_objects
+from sink.repeats import RecentIds, window_start
 from sink.stored import StoredOffsets
 from sink.tables import TableSpec, by_topic
 
@@ -45,6 +48,7 @@ class LakeSink:
         self.positions: dict[TopicPartition, int] = {}
         self.committed: dict[TopicPartition, int] = {}
         self.stored = {spec.table: StoredOffsets(spec.table, self._list_keys) for spec in self.tables.values()}
+        self.recent: dict[TopicPartition, RecentIds] = {}  # ids of each partition's last records (repeats.py)
         self.stats: Counter[str] = Counter()
         self.last_flush_at: float | None = None
 
@@ -73,6 +77,7 @@ class LakeSink:
             self.buffers.pop(tp, None)
             self.positions.pop(tp, None)
             self.committed.pop(tp, None)
+            self.recent.pop(tp, None)
 
     async def add(self, record) -> None:
         tp = TopicPartition(record.topic, record.partition)
@@ -85,6 +90,13 @@ class LakeSink:
             self.stats["undecodable"] += 1
             log.error("undecodable record %s %s@%s: %s", record.topic, record.partition, record.offset, exc)
             return
+        if spec.identity is not None:
+            recent = self.recent.get(tp)
+            if recent is None:
+                recent = self.recent[tp] = await self._recent_before(tp, record.offset, spec)
+            if recent.is_repeat(spec.identity(decoded), record.offset):
+                self.stats["repeats_dropped"] += 1
+                return
         prefix = partition_prefix(spec.table, spec.partition_time(decoded))
         stored = self.stored[spec.table]
         await self._load_stored(stored, prefix)
@@ -95,6 +107,29 @@ class LakeSink:
         if buffer is None:
             buffer = self.buffers[tp] = PartitionBuffer(opened_at=time.monotonic())
         buffer.add(record.offset, decoded, len(record.value))
+
+    async def _recent_before(self, tp: TopicPartition, offset: int, spec: TableSpec) -> RecentIds:
+        """The ids of the records before ``offset`` that decide whether the next ones are repeats."""
+        recent, start = RecentIds(), window_start(offset)
+        if start == offset:
+            return recent
+        reader = AIOKafkaConsumer(bootstrap_servers=self.settings.bootstrap_servers, group_id=None,
+                                  enable_auto_commit=False)
+        await reader.start()
+        try:
+            reader.assign([tp])
+            reader.seek(tp, start)
+            while await reader.position(tp) < offset:
+                for record in (await reader.getmany(tp, timeout_ms=1000)).get(tp, []):
+                    if record.offset >= offset:
+                        break
+                    try:
+                        recent.is_repeat(spec.identity(spec.decode(record.value)), record.offset)
+                    except ValidationError:
+                        pass  # undecodable: skipped by add() too
+        finally:
+            await reader.stop()
+        return recent
 
     async def flush_due(self, *, force: bool = False) -> None:
         now = time.monotonic()

@@ -44,19 +44,22 @@ class TableSpec:
     partition_time: Callable[[Any], datetime]  # which hour folder a record goes to
     row: Callable[[Any], dict]
     schema: pa.Schema
+    # What identifies a record, for dropping the copies a retried produce leaves (None: nothing does).
+    identity: Callable[[Any], str] | None = None
 
 
 TABLES: tuple[TableSpec, ...] = (
     TableSpec(lake.EVENTS, lambda t: t.events, Event.from_bytes, lambda e: e.timestamp,
-              model_row(lake.EVENTS_SCHEMA, ("properties", "traits", "context")), lake.EVENTS_SCHEMA),
+              model_row(lake.EVENTS_SCHEMA, ("properties", "traits", "context")), lake.EVENTS_SCHEMA,
+              lambda e: e.event_id),
     TableSpec(lake.INVALID_EVENTS, lambda t: t.invalid, RejectedEvent.from_bytes, lambda r: r.received_at,
               model_row(lake.INVALID_EVENTS_SCHEMA, renames={"batch_index": "index"}), lake.INVALID_EVENTS_SCHEMA),
     TableSpec(lake.SESSIONS, lambda t: t.sessions, SessionRecord.from_bytes, lambda s: s.session_start,
-              model_row(lake.SESSIONS_SCHEMA, ("experiments",)), lake.SESSIONS_SCHEMA),
+              model_row(lake.SESSIONS_SCHEMA, ("experiments",)), lake.SESSIONS_SCHEMA, lambda s: s.session_id),
     TableSpec(lake.METRICS, lambda t: t.metrics, MetricRow.from_bytes, lambda m: m.window_start,
-              model_row(lake.METRICS_SCHEMA), lake.METRICS_SCHEMA),
+              model_row(lake.METRICS_SCHEMA), lake.METRICS_SCHEMA, MetricRow.row_id),
     TableSpec(lake.REACTIONS, lambda t: t.reactions, Reaction.from_bytes, lambda r: r.created_at,
-              model_row(lake.REACTIONS_SCHEMA), lake.REACTIONS_SCHEMA),
+              model_row(lake.REACTIONS_SCHEMA), lake.REACTIONS_SCHEMA, lambda r: r.reaction_id),
 )
 
 

@@ -42,6 +42,7 @@ from pydantic import ValidationError
 from pydantic_core import from_json
 
 from clickstream.events import Event
+from clickstream.metrics import MetricRow
 from clickstream.settings import Settings
 from clickstream.topics import Topics
 from stream_processor import emitted as em
@@ -209,6 +210,20 @@ def create_app(settings: Settings) -> faust.App:
 
     async def checkpoint() -> None:
         """Send the batch's outputs, then its state, then acknowledge its events (see module doc)."""
+        try:
+            await take_checkpoint()
+        except Exception as exc:
+            # The batch's events can be neither acknowledged nor dropped; a rebalance would wait for
+            # them forever. The state on Kafka is consistent: a restarted worker resumes from it.
+            give_up("checkpoint", exc)
+
+    def give_up(what: str, exc: BaseException) -> None:
+        log.critical("%s failed (%s: %s): exiting, to resume from the last saved state", what,
+                     type(exc).__name__, exc)
+        logging.shutdown()
+        os._exit(75)
+
+    async def take_checkpoint() -> None:
         async with lock:
             outs, events = batch["out"], batch["events"]
             batch.update(out={}, events=[], since=time.monotonic())
@@ -313,7 +328,7 @@ def create_app(settings: Settings) -> faust.App:
                 rows, reactions = merger.add(from_json(event.value), now(), time.time())
                 changed = changed or merger.changed
                 if again:
-                    rows = again.drop(em.METRICS, rows, em.metric_row_id)
+                    rows = again.drop(em.METRICS, rows, MetricRow.row_id)
                     reactions = again.drop(em.REACTIONS, reactions, lambda reaction: reaction.reaction_id)
                 sends += [(metrics_out, row.metric.encode(), row.to_bytes(), to[em.METRICS], em.METRICS)
                           for row in rows]
@@ -323,13 +338,16 @@ def create_app(settings: Settings) -> faust.App:
                 stats["metric_rows"] += len(rows)
             sends += [(recommendations, key.encode(), encode(value), 0, None)
                       for key, value in merger.take_recommendation_updates().items()]
-            reached = await send_all(sends)
-            if any(tag == em.METRICS for tag in reached):
-                fail("merger-outputs-sent")
-            merging["emitted"].update(reached)
-            if changed or reached:
-                state = em.wrap_checkpoint(encode(merger.to_dict()), encode(merging["emitted"]))
-                await send_all([(merger_state, b"state", state, 0, None)])
+            try:
+                reached = await send_all(sends)
+                if any(tag == em.METRICS for tag in reached):
+                    fail("merger-outputs-sent")
+                merging["emitted"].update(reached)
+                if changed or reached:
+                    state = em.wrap_checkpoint(encode(merger.to_dict()), encode(merging["emitted"]))
+                    await send_all([(merger_state, b"state", state, 0, None)])
+            except Exception as exc:
+                give_up("saving the merger's outputs", exc)
             for event in batch_events:
                 await stream.ack(event)
             stats["reactions_out"] += len(fired)
@@ -348,6 +366,8 @@ def create_app(settings: Settings) -> faust.App:
     @app.timer(CHECKPOINT_INTERVAL_S)
     async def tick() -> None:
         if app.rebalancing:
+            # The rebalance waits until every event read is acknowledged: take the checkpoint that does it.
+            await checkpoint()
             return
         assigned = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topics.raw}
         await asyncio.gather(*(processor(p) for p in assigned))  # loads their state side by side

@@ -20,16 +20,12 @@ from clickstream.metrics import MetricRow
 EVENTS, SESSIONS, METRICS, REACTIONS = "events", "sessions", "metrics", "reactions"
 
 
-def metric_row_id(row: MetricRow) -> str:
-    return f"{row.window_s}|{row.window_start.timestamp():.0f}|{row.source}|{row.metric}|{row.dimension}"
-
-
 # The id of an output as read back from its topic (decoded JSON).
 _ID_OF_VALUE: dict[str, Callable[[dict], str]] = {
     EVENTS: lambda v: v["event_id"],
     SESSIONS: lambda v: v["session_id"],
     REACTIONS: lambda v: v["reaction_id"],
-    METRICS: lambda v: metric_row_id(MetricRow.model_validate(v)),
+    METRICS: lambda v: MetricRow.model_validate(v).row_id(),
 }
 
 

@@ -204,7 +204,9 @@ class PartitionProcessor:
             return Output()
         # Event time is taken to move on with the wall clock from the last event, not to jump to
         # the wall clock: a backfill of old events that pauses must not find its windows closed.
-        return self.advance(self.max_time + quiet, now=now)
+        # The lateness still applies: a quiet spell may be an outage upstream (the API or the
+        # broker down), and the events held up by it are no later than the lateness allows.
+        return self.advance(self.max_time - self.config.lateness_s + quiet, now=now)
 
     def take_transitions(self) -> dict | None:
         """Page-to-next-page counts since the last call, as a message for the merger."""

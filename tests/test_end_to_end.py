@@ -7,53 +7,22 @@ and Kafka -> sink -> Parquet on S3 -> DuckDB (`clickstream query`).
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
 
 from clickstream.stack.probes import pid_alive
+from webhook import Webhook
 
 pytestmark = pytest.mark.integration
 
 SECRET = "e2e-secret"  # the reactor signs webhook bodies with it; the receiver checks every one
-
-
-class Webhook:
-    """A real HTTP server on loopback that records what the reactor POSTs."""
-
-    def __init__(self):
-        received = self.received = []
-        unsigned = self.unsigned = []  # bodies whose signature did not match
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                signed = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
-                if self.headers.get("X-Clickstream-Signature") != f"sha256={signed}":
-                    unsigned.append(body)
-                received.append((self.headers.get("Idempotency-Key"), json.loads(body)))
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
 
 
 def clickstream(*args, env, cwd, timeout=180) -> subprocess.CompletedProcess:
@@ -72,7 +41,7 @@ def wait_for(predicate, timeout, what):
 
 
 def test_post_to_reaction_and_lake(settings_factory, free_ports, tmp_path):
-    webhook = Webhook()
+    webhook = Webhook(SECRET)
     settings = settings_factory(
         api_port=free_ports(), dashboard_port=free_ports(), processor_port=free_ports(),
         reactor_port=free_ports(), sink_port=free_ports(),

@@ -109,3 +109,30 @@ def test_events_land_once_even_after_a_lost_commit(settings_factory, event_facto
     con = connect(settings)
     _, rows = run_query(con, "select hour, count(*) from events group by 1 order by 1")
     assert dict(rows) == expected_per_hour
+
+
+def test_copies_left_by_a_retried_produce_are_stored_once_also_after_a_restart(settings_factory, event_factory,
+                                                                                  free_ports):
+    n = 40
+    events = [event_factory(timestamp=T0 + timedelta(minutes=i), anonymous_id=f"v{i % 5}") for i in range(n)]
+    settings = settings_factory(flush_interval_s=1, sink_port=free_ports())
+
+    def committed_up_to(count):
+        async def check():
+            return sum((await committed(settings)).values()) == count
+
+        return check
+
+    async def scenario():
+        await create_topics(settings)
+        await produce(settings, events[: n // 2])
+        await run_sink_until(settings, committed_up_to(n // 2))
+        # A producer resends part of what it wrote before (its answer was lost), then goes on. The
+        # sink restarted in between: it learns the ids of the records before its resume point again.
+        copies = events[5:15]
+        await produce(settings, copies + events[n // 2:])
+        await run_sink_until(settings, committed_up_to(n + len(copies)))
+
+    asyncio.run(scenario())
+    _, rows = run_query(connect(settings), "select count(*), count(distinct event_id) from events")
+    assert rows[0] == (n, n)

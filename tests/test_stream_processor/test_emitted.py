@@ -36,7 +36,7 @@ def test_outputs_found_in_the_topics_are_dropped_once():
     assert [e.event_id for _, e in kept] == ["c"]
     # Each is produced again once at most: a second "a" is not the resent one.
     assert len(found.drop(em.EVENTS, events, lambda item: item[1].event_id)) == 3
-    rows = found.drop(em.METRICS, [_row(3), _row(1, "events")], em.metric_row_id)
+    rows = found.drop(em.METRICS, [_row(3), _row(1, "events")], MetricRow.row_id)
     assert [r.metric for r in rows] == ["events"] and not found and found.dropped == 3
 
 
