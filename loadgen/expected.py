@@ -3,8 +3,8 @@ computed from the model (not from the pipeline), to check the pipeline against.
 
 Definitions follow the query layer's (``query/analyses.py``):
 
-* a session is a visitor's run of events with no gap over ``session_timeout`` (30 minutes);
-  the visitor is ``userId``, else ``anonymousId``, as on the raw topic;
+* a session is a device's run of events with no gap of ``session_timeout`` (30 minutes) or
+  more; the device is ``anonymousId``, else ``userId``, as the stream processor keys sessions;
 * a session reaches funnel step k if it has steps 1..k in that order, each the first
   occurrence at or after the previous step;
 * a variant's exposures are the visitors whose first ``Experiment Viewed`` showed it, its
@@ -42,16 +42,16 @@ def _is_step(call: Call, step: tuple[str, str, str]) -> bool:
 
 
 def sessions(events: Iterable[Call], timeout: timedelta = SESSION_TIMEOUT) -> list[list[Call]]:
-    """Each visitor's events split where the gap between two consecutive ones exceeds ``timeout``."""
-    by_visitor: dict[str, list[Call]] = defaultdict(list)
+    """Each device's events split where the gap between two consecutive ones reaches ``timeout``."""
+    by_device: dict[str, list[Call]] = defaultdict(list)
     for call in events:
-        by_visitor[call.visitor].append(call)
+        by_device[call.session_key].append(call)
     out = []
-    for visitor in sorted(by_visitor):
-        ordered = sorted(by_visitor[visitor], key=lambda c: (c.at, c.message_id))
+    for device in sorted(by_device):
+        ordered = sorted(by_device[device], key=lambda c: (c.at, c.message_id))
         current = [ordered[0]]
         for call in ordered[1:]:
-            if call.at - current[-1].at > timeout:
+            if call.at - current[-1].at >= timeout:
                 out.append(current)
                 current = []
             current.append(call)

@@ -62,6 +62,11 @@ class Call:
         return self.payload.get("event")
 
     @property
+    def session_key(self) -> str:
+        """The key the pipeline keeps sessions under: the anonymous id, else the user id (the device)."""
+        return self.payload.get("anonymousId") or self.payload.get("userId") or ""
+
+    @property
     def path(self) -> str | None:
         return self.payload.get("properties", {}).get("path") if self.type == "page" else None
 

@@ -21,11 +21,11 @@ def call(visitor, minute, kind="page", name="/", valid=True, device="desktop", *
     return Call(T0 + timedelta(minutes=minute), payload, valid, visitor, device)
 
 
-def test_a_gap_over_thirty_minutes_starts_a_new_session():
-    a = [call("a", 0), call("a", 30), call("a", 60.01), call("a", 61)]
+def test_a_gap_of_thirty_minutes_starts_a_new_session():
+    a = [call("a", 0), call("a", 29.99), call("a", 59.99), call("a", 61)]
     b = [call("b", 5)]
     split = sessions(a + b)
-    assert [len(s) for s in split] == [2, 2, 1]  # a: 0-30 (exactly 30 is no gap), 60.01-61; b
+    assert [len(s) for s in split] == [2, 2, 1]  # a: 0-29.99, 59.99-61 (exactly 30 is a gap); b
 
 
 def test_funnel_needs_the_steps_in_order_within_a_session():
