@@ -40,6 +40,14 @@ async def committed(settings) -> dict[int, int]:
         await consumer.stop()
 
 
+def committed_up_to(settings, count):
+    """A check that the sink's committed offsets add up to ``count`` records."""
+    async def check():
+        return sum((await committed(settings)).values()) == count
+
+    return check
+
+
 async def reset_group(settings) -> None:
     """Rewind the sink's committed offsets to 0: as if its commits had never happened."""
     topics = Topics.from_settings(settings)
@@ -84,25 +92,19 @@ def test_events_land_once_even_after_a_lost_commit(settings_factory, event_facto
         con = connect(settings)
         return run_query(con, "select count(*), count(distinct event_id) from events")[1][0]
 
-    def committed_up_to(count):
-        async def check():
-            return sum((await committed(settings)).values()) == count
-
-        return check
-
     async def scenario():
         await create_topics(settings)
         # The first run sees the events in two halves, so it writes two objects per partition and hour...
         await produce(settings, events[: n // 2])
-        await run_sink_until(settings, committed_up_to(n // 2))
+        await run_sink_until(settings, committed_up_to(settings, n // 2))
         await produce(settings, events[n // 2 :])
-        await run_sink_until(settings, committed_up_to(n))
+        await run_sink_until(settings, committed_up_to(settings, n))
         assert lake_rows() == (n, n)
         # ...then its commits are lost: the next run re-reads everything in one go and would cut
         # one object per partition and hour, under other keys, if it did not skip what is stored.
         await reset_group(settings)
         assert sum((await committed(settings)).values()) == 0
-        await run_sink_until(settings, committed_up_to(n))
+        await run_sink_until(settings, committed_up_to(settings, n))
 
     asyncio.run(scenario())
     assert lake_rows() == (n, n)
@@ -117,21 +119,15 @@ def test_copies_left_by_a_retried_produce_are_stored_once_also_after_a_restart(s
     events = [event_factory(timestamp=T0 + timedelta(minutes=i), anonymous_id=f"v{i % 5}") for i in range(n)]
     settings = settings_factory(flush_interval_s=1, sink_port=free_ports())
 
-    def committed_up_to(count):
-        async def check():
-            return sum((await committed(settings)).values()) == count
-
-        return check
-
     async def scenario():
         await create_topics(settings)
         await produce(settings, events[: n // 2])
-        await run_sink_until(settings, committed_up_to(n // 2))
+        await run_sink_until(settings, committed_up_to(settings, n // 2))
         # A producer resends part of what it wrote before (its answer was lost), then goes on. The
         # sink restarted in between: it learns the ids of the records before its resume point again.
         copies = events[5:15]
         await produce(settings, copies + events[n // 2:])
-        await run_sink_until(settings, committed_up_to(n + len(copies)))
+        await run_sink_until(settings, committed_up_to(settings, n + len(copies)))
 
     asyncio.run(scenario())
     _, rows = run_query(connect(settings), "select count(*), count(distinct event_id) from events")

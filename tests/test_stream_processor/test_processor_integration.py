@@ -67,6 +67,15 @@ def read_outputs(read_topic, settings, stream, timeout=120):
     return sessions, events
 
 
+def check_each_output_once(read_topic, settings, stream):
+    """Every event forwarded once, every session and window once, with the known answers."""
+    sessions, events = read_outputs(read_topic, settings, stream)
+    check_sessions(sessions, stream)
+    forwarded = sorted(Event.from_bytes(r.value).event_id for r in events)
+    assert forwarded == sorted(set(e.event_id for e in stream.events))
+    wait_for_metrics(read_topic, settings, stream)
+
+
 def test_known_answers_sessions_windows_and_dedup(settings_factory, read_topic, tmp_path):
     settings = settings_for(settings_factory)
     stream = generate(seed=1)
@@ -129,11 +138,7 @@ def test_sigkill_mid_stream_gives_the_same_sessions_and_metrics(settings_factory
         assert out < len(set(e.event_id for e in stream.events)), "finished before the kill: use more events"
         process = start_processor(settings, log)
         wait_ready(settings, process, log)
-        sessions, events = read_outputs(read_topic, settings, stream)
-        check_sessions(sessions, stream)
-        forwarded = sorted(Event.from_bytes(r.value).event_id for r in events)
-        assert forwarded == sorted(set(e.event_id for e in stream.events))  # each once
-        wait_for_metrics(read_topic, settings, stream)
+        check_each_output_once(read_topic, settings, stream)
     finally:
         stop(process)
 
@@ -152,11 +157,7 @@ def test_stopped_between_sending_and_saving_sends_nothing_twice(settings_factory
     process = start_processor(settings, log)
     try:
         wait_ready(settings, process, log)
-        sessions, events = read_outputs(read_topic, settings, stream)
-        check_sessions(sessions, stream)
-        forwarded = sorted(Event.from_bytes(r.value).event_id for r in events)
-        assert forwarded == sorted(set(e.event_id for e in stream.events))  # each once
-        wait_for_metrics(read_topic, settings, stream)
+        check_each_output_once(read_topic, settings, stream)
         text = log.read_text()
         found = [int(n) for n in re.findall(r"; (\d+) outputs sent before a restart", text)]
         assert any(found), "the restarted workers found nothing they had sent: the test tested nothing"
