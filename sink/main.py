@@ -19,6 +19,7 @@ import time
 from collections import Counter
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError
 from pydantic import ValidationError
 
 from clickstream.health import start_health_server
@@ -155,12 +156,20 @@ class LakeSink:
             self.stats["objects"] += 1
             self.stats[f"rows.{spec.table}"] += len(obj.rows)
             log.info("wrote %s (%d rows)", obj.key, len(obj.rows))
+        self.last_flush_at = time.time()
+        if self.buffers.get(tp) is not buffer:
+            # Revoked while uploading: the partition's next owner finds these objects and skips their records.
+            return
         del self.buffers[tp]
         await self._commit(tp, self.positions[tp])
-        self.last_flush_at = time.time()
 
     async def _commit(self, tp: TopicPartition, offset: int) -> None:
-        await self.consumer.commit({tp: offset})
+        try:
+            await self.consumer.commit({tp: offset})
+        except (CommitFailedError, IllegalStateError) as exc:
+            # A rebalance took the partition meanwhile; whoever reads it next skips what is stored.
+            log.warning("commit of %s at %d not accepted (%s)", tp, offset, exc)
+            return
         self.committed[tp] = offset
 
     def status(self) -> dict:
