@@ -41,16 +41,17 @@ class Reaction(BaseModel):
 class DeliveryRecord(BaseModel):
     """One entry of the reactor's delivery ledger (the compacted ``reactor-deliveries`` topic).
 
-    Keyed by :meth:`key`, so compaction keeps the latest outcome of each (handler, reaction):
-    ``delivered`` or ``dead_lettered``. A reactor reads them back at start-up and never
-    hands a reaction to a handler that already has an outcome for it.
+    Keyed by :meth:`key`, so compaction keeps the latest state of each (handler, reaction):
+    ``started`` (before the first attempt), then ``delivered`` or ``dead_lettered``. A reactor
+    reads them back at start-up and never hands a reaction to a handler twice: one left
+    ``started`` by a crash is dead-lettered instead, since it may have been delivered.
     """
 
     model_config = ConfigDict(frozen=True)
 
     handler: str
     reaction_id: str
-    outcome: str  # "delivered" | "dead_lettered"
+    outcome: str  # "started" | "delivered" | "dead_lettered"
     attempts: int
     at: datetime
 

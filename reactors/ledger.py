@@ -1,8 +1,11 @@
 """The delivery ledger: which handler already has an outcome for which reaction. No I/O.
 
 It is the in-memory view of the compacted ``reactor-deliveries`` topic: the reactor
-applies every record of that topic at start-up, then one record per delivery it makes,
-so re-reading ``clickstream.reactions`` from the beginning hands nothing to a handler twice.
+applies every record of that topic at start-up, then the records of each delivery it makes
+(``started`` before the first attempt, then ``delivered`` or ``dead_lettered``), so
+re-reading ``clickstream.reactions`` from the beginning hands nothing to a handler twice.
+A delivery left ``started`` was under way when the reactor stopped: whether the handler got
+it is unknown, so it is not made again but dead-lettered, for a person to replay.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from clickstream.reactions import DeliveryRecord
 
 DELIVERED = "delivered"
 DEAD_LETTERED = "dead_lettered"
+STARTED = "started"  # the delivery was under way: no outcome yet
 
 
 class DeliveryLedger:
@@ -29,8 +33,12 @@ class DeliveryLedger:
         return self._outcomes.get((handler, reaction_id))
 
     def pending(self, handlers: Iterable[str], reaction_id: str) -> list[str]:
-        """The handlers that have no outcome yet for this reaction."""
+        """The handlers that have not been handed this reaction yet."""
         return [h for h in handlers if (h, reaction_id) not in self._outcomes]
+
+    def in_doubt(self, handlers: Iterable[str], reaction_id: str) -> list[str]:
+        """The handlers whose delivery of this reaction started and never recorded an outcome."""
+        return [h for h in handlers if self._outcomes.get((h, reaction_id)) == STARTED]
 
     def __len__(self) -> int:
         return len(self._outcomes)

@@ -40,6 +40,7 @@ from conftest import ACCESS_KEY, BROKER_LOG_BUCKET, REGION, SECRET_KEY, start_ta
 from loadgen.plan import plan_run
 from loadgen.sender import send_deliveries
 from query.engine import QueryError, connect, run_query
+from reactors.store import read_dead_letters
 from stream_processor.app import processing_config
 from stream_processor.partition import PartitionProcessor
 from stream_processor.rules import RuleSet
@@ -269,18 +270,24 @@ def test_every_component_killed_in_turn_loses_and_duplicates_nothing(tmp_path, r
             assert got == {w: float(n) for w, n in windows[metric].items() if n}, metric
         assert sum(r["value"] for r in rows if r["metric"] == "late_events") == 0
 
-        # Reactions: each fired one delivered exactly once.
+        # Reactions: none delivered twice; each delivered, or a dead letter of a delivery that the
+        # reactor's kill cut short (it may or may not have reached the webhook: never sent again).
+        def in_doubt() -> set:
+            letters = asyncio.run(read_dead_letters(settings))
+            assert all("outcome unknown" in letter.last_error for letter in letters), letters
+            return {letter.reaction.reaction_id for letter in letters}
+
         def delivered():
             fired = {r["reaction_id"] for r in lake(settings, "select reaction_id from reactions")}
             keys = {key for key, _ in webhook.received}
-            return fired if fired and fired <= keys else None
+            return fired if fired and fired <= keys | in_doubt() else None
 
-        fired = wait_until(delivered, 120, "every reaction at the webhook", 2)
+        fired = wait_until(delivered, 120, "every reaction at the webhook or dead-lettered", 2)
         time.sleep(3)  # a second delivery would be a defect: give it the chance to show
         counts = Counter(key for key, _ in webhook.received)
-        assert [k for k, n in counts.items() if n > 1] == [] and set(counts) == fired and webhook.unsigned == []
+        assert [k for k, n in counts.items() if n > 1] == [] and set(counts) <= fired and webhook.unsigned == []
         kinds = Counter(body["rule"] for _, body in webhook.received)
-        assert kinds["every_session"] == len(sessions) and kinds["every_window"] > 0
+        assert kinds["every_session"] + len(in_doubt()) >= len(sessions) and kinds["every_window"] > 0
 
         restarts = {n: c["restarts"] for n, c in json.loads(
             clickstream("status", "--json", env=env, cwd=tmp_path).stdout)["components"].items()}

@@ -58,10 +58,32 @@ def test_each_handler_once_a_failing_one_dead_lettered(reaction_factory):
     [letter] = d.recorder.letters
     assert (letter.handler, letter.reaction, letter.attempts, letter.failed_at) == ("broken", first, 3, NOW)
     assert letter.last_error == "DeliveryFailed: 503 (gave up: 3 attempts made)"
-    assert [(r.handler, r.outcome, r.attempts) for r in d.recorder.records] == [
-        ("ok", "delivered", 1), ("broken", "dead_lettered", 3)]
-    assert d.stats.as_dict() == {"received": 2, "undecodable": 0, "skipped": 2, "retries": 2,
+    assert sorted((r.handler, r.outcome, r.attempts) for r in d.recorder.records) == [
+        ("broken", "dead_lettered", 3), ("broken", "started", 0), ("ok", "delivered", 1), ("ok", "started", 0)]
+    assert d.stats.as_dict() == {"received": 2, "undecodable": 0, "skipped": 2, "in_doubt": 0, "retries": 2,
                                  "dead_letters": 1, "delivered": {"ok": 1}}
+
+
+def test_a_delivery_a_crash_cut_short_is_dead_lettered_not_made_again(reaction_factory):
+    got = []
+
+    async def ok(reaction):
+        got.append(reaction.reaction_id)
+
+    before = dispatcher({"ok": ok}, {"*": ("ok",)})
+    asyncio.run(before.dispatch(reaction_factory(1)))
+    # The reactor stopped after the delivery started, before its outcome was recorded.
+    started = [r for r in before.recorder.records if r.outcome == "started"]
+    after = dispatcher({"ok": ok}, {"*": ("ok",)}, DeliveryLedger(started))
+    asyncio.run(after.dispatch(reaction_factory(1)))
+    asyncio.run(after.dispatch(reaction_factory(1)))  # and once more: still nothing twice
+    assert got == [reaction_factory(1).reaction_id]
+    [letter] = after.recorder.letters
+    assert letter.reaction == reaction_factory(1) and "outcome unknown" in letter.last_error
+    assert [r.outcome for r in after.recorder.records] == ["dead_lettered"] and after.stats.in_doubt == 1
+    # A person who finds the receiver never got it replays the dead letter.
+    report = asyncio.run(replay_dead_letters(after.recorder.letters, after))
+    assert report.delivered == 1 and got == [reaction_factory(1).reaction_id] * 2
 
 
 def test_a_restarted_reactor_skips_what_its_ledger_read_back(reaction_factory):

@@ -133,7 +133,7 @@ def test_a_failing_webhook_ends_in_a_dead_letter_that_replay_delivers(
         return await run_reactor(settings, lambda s: s.dead_letters == 1, group="g", what="the dead letter")
 
     stats = asyncio.run(scenario())
-    assert stats.as_dict() == {"received": 1, "undecodable": 0, "skipped": 0, "retries": 2,
+    assert stats.as_dict() == {"received": 1, "undecodable": 0, "skipped": 0, "in_doubt": 0, "retries": 2,
                                "dead_letters": 1, "delivered": {}}
     assert len(webhook_receiver.requests) == 3
     [record] = read_topic(settings.bootstrap_servers, topics.dead_letters, expected=1)
@@ -157,9 +157,10 @@ def test_a_failing_webhook_ends_in_a_dead_letter_that_replay_delivers(
     assert "delivered 0, failed again 0" in again.output and "already delivered 1" in again.output
     assert len(webhook_receiver.requests) == 4
 
+    # Each delivery is recorded as started before its first attempt, then with its outcome.
     outcomes = [DeliveryRecord.from_bytes(r.value).outcome
-                for r in read_topic(settings.bootstrap_servers, topics.reactor_deliveries, expected=2)]
-    assert outcomes == ["dead_lettered", "delivered"]
+                for r in read_topic(settings.bootstrap_servers, topics.reactor_deliveries, expected=4)]
+    assert outcomes == ["started", "dead_lettered", "started", "delivered"]
 
 
 def test_a_broken_routes_file_stops_the_reactor_with_its_line(settings_factory, tmp_path):
