@@ -756,7 +756,7 @@ def print_run(run: Run) -> None:
           f"{run.marker_failures or 'none'}", flush=True)
     for group, info in run.lag.items():
         drained = f"{info['drained_s']:.1f} s" if info["drained_s"] is not None else "not drained"
-        print(f"   lag {group:<9}: input {info["input_rate"]:,.1f} records/s, max {info['max_lag']:,.0f}, growth "
+        print(f"   lag {group:<9}: input {info['input_rate']:,.1f} records/s, max {info['max_lag']:,.0f}, growth "
               f"Q2->Q4 {info['growth_s']:+.2f} s of input, {'bounded' if info['kept_up'] else 'GROWING'}; "
               f"back to 0 {drained} after the traffic; lag over time {info['series']}", flush=True)
     cpu = ", ".join(f"{n} {c:.2f}" for n, c in run.cpu.items())
