@@ -22,7 +22,7 @@ code. Then, for ``--duration`` seconds:
   script (``--lake-poll`` s, 1 s by default, adds up to that much) lists a new Parquet object of
   the ``events`` table (its current hour partition) and finds the event's id in it (the poller's
   listings are SeaweedFS work, counted in the s3 component's CPU). Also printed: the same from
-  the object's S3 Last-Modified time (whole seconds, so up to 1 s early).
+  the object's S3 Last-Modified time as SeaweedFS reports it (written, not yet seen).
   An object listed is queryable: the query layer's views read every object under the table.
   The sink's ``CLICKSTREAM_FLUSH_INTERVAL_S`` (``--flush-interval``, 5 s) dominates it.
 * **event-to-reaction** -- the rules file holds the default page-view threshold rule (as in force
