@@ -28,7 +28,9 @@ code. Then, for ``--duration`` seconds:
 * **event-to-reaction** -- the rules file holds the default page-view threshold rule (as in force
   without a file) and a session rule (``event_count`` at least 3) for the marker source only;
   the reactor's webhook (``CLICKSTREAM_WEBHOOK_URL``) is a receiver in this script. Latency = the
-  webhook call's arrival minus the POST of the visitor's 3rd event.
+  webhook call's arrival minus the POST of the visitor's 3rd event. (A reaction's subject is the
+  session id, derived from the first of the session's events the processor saw, which under load
+  is not always the first sent: the receiver accepts any of the visitor's three.)
 * **consumer lag** -- every ``--sample`` s, per consumer group (processor: raw; reactor: reactions;
   sink: events, invalid, sessions, metrics, reactions): end offset minus committed offset, summed
   over partitions. Committed offsets come from a consumer of each group that joins nothing
@@ -88,6 +90,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -190,6 +193,9 @@ def _dumps(value) -> bytes:
 
 # --- the stack, as a user runs it ------------------------------------------------------------------
 
+ACTIVE: set[Stack] = set()  # stacks up now, stopped by main() whatever happens
+
+
 class Stack:
     """``clickstream up --detach`` / ``status --json`` / ``down`` in ``workdir``, with these settings."""
 
@@ -208,6 +214,7 @@ class Stack:
 
     def up(self) -> float:
         t = time.monotonic()
+        ACTIVE.add(self)
         done = self.cli("up", "--detach")
         if done.returncode != 0:
             raise RuntimeError(f"clickstream up failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
@@ -228,6 +235,7 @@ class Stack:
 
     def down(self) -> None:
         self.cli("down", timeout=120)
+        ACTIVE.discard(self)
 
     def logs(self) -> Path:
         return self.workdir / self.settings.state_dir / "logs"
@@ -561,7 +569,10 @@ async def measure(args, run: Run, stack: Stack, settings: Settings, arrivals: di
     marker_client = AiohttpClient(api, MARKER_KEY, 8)
     posted: dict[str, float] = {}  # marker event id -> POST sent (monotonic)
     posted_wall: dict[str, float] = {}
-    third: dict[str, float] = {}  # marker session id -> POST of its 3rd event
+    third: dict[str, float] = {}  # marker visitor -> POST of its 3rd event
+    # The session id comes from the first event the processor sees of the session, which is not always
+    # the first sent (the API may take the 2nd before the 1st): a reaction names one of three ids.
+    visitor_of: dict[str, str] = {}
     failures = Counter()
     tag = f"{os.getpid()}-{int(time.time())}"
 
@@ -579,13 +590,15 @@ async def measure(args, run: Run, stack: Stack, settings: Settings, arrivals: di
             posted[event_id], posted_wall[event_id] = sent, wall
             run.marker_ingest.append(time.monotonic() - sent)
             if j == 2:
-                third[session_id_for(f"e2e-visitor-{tag}-{v}", f"e2e-m-{tag}-{v}-0")] = sent
+                third[f"e2e-visitor-{tag}-{v}"] = sent
         else:
             failures[status] += 1
 
     async def markers(start: float) -> None:
         tasks, v = [], 0
         while v * args.marker_every + 1.0 < duration:
+            visitor = f"e2e-visitor-{tag}-{v}"
+            visitor_of.update({session_id_for(visitor, f"e2e-m-{tag}-{v}-{j}"): visitor for j in range(3)})
             for j in range(3):
                 at = start + v * args.marker_every + 0.5 * j
                 await asyncio.sleep(max(0.0, at - time.monotonic()))
@@ -626,12 +639,13 @@ async def measure(args, run: Run, stack: Stack, settings: Settings, arrivals: di
         drained: dict[str, float] = {}
         while time.monotonic() < deadline:
             await asyncio.sleep(0.5)
+            reached = {visitor_of[s]: t for s, t in arrivals.items() if s in visitor_of}
             if monitor.samples and monitor.samples[-1][0] > traffic_end:
                 for group, lag in monitor.samples[-1][1].items():
                     if lag == 0 and group not in drained:
                         drained[group] = monitor.samples[-1][0] - traffic_end
             if (len(drained) == len(monitor.groups) and all(k in poller.found for k in posted)
-                    and all(k in arrivals for k in third)):
+                    and all(k in reached for k in third)):
                 break
         stop_sampling.set()
         await sampling
@@ -666,7 +680,8 @@ async def measure(args, run: Run, stack: Stack, settings: Settings, arrivals: di
     run.marker_failures = dict(failures)
     run.lake = [poller.found[k] - posted[k] for k in posted if k in poller.found]
     run.lake_written = [poller.written[k] - posted_wall[k] for k in posted if k in poller.written]
-    run.reaction = [arrivals[s] - third[s] for s in third if s in arrivals]
+    reached = {visitor_of[s]: t for s, t in arrivals.items() if s in visitor_of}
+    run.reaction = [reached[v] - third[v] for v in third if v in reached]
     # Lag.
     for group in monitor.groups:
         kept, growth, in_rate, max_lag = keeps_up_lag(monitor.samples, group, duration)
@@ -865,6 +880,10 @@ async def main_async(args) -> None:
         summary(confirmed, args.duration)
 
 
+def _interrupt(*_args) -> None:
+    raise KeyboardInterrupt  # SIGTERM (and SIGINT) end the run through main()'s clean-up
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rates", type=lambda t: [float(x) for x in t.split(",")], default=[400, 800, 1200, 1600],
@@ -901,7 +920,14 @@ def main() -> None:
     print(f"settings: flush interval {args.flush_interval:g} s, partitions {args.partitions}, windows "
           f"{base.windows_s}, lateness {base.lateness_s} s, idle timeout {base.idle_timeout_s:g} s, session "
           f"timeout {base.session_timeout_s} s; loadgen seed {args.seed}, concurrency {args.concurrency}", flush=True)
-    asyncio.run(main_async(args))
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)  # also when started in the background, where it is ignored
+    try:
+        asyncio.run(main_async(args))
+    finally:
+        for stack in list(ACTIVE):
+            stack.down()
+            shutil.rmtree(stack.workdir, ignore_errors=True)
     print(f"\ntotal time {time.monotonic() - started:.0f} s; {load()}")
 
 
