@@ -608,9 +608,9 @@ async def measure(args, run: Run, stack: Stack, settings: Settings, arrivals: di
             v += 1
         await asyncio.gather(*tasks)
         # Only a visitor whose three events were all accepted fires the rule.
-        for v in range(v):
-            if accepted[v] < 3:
-                third.pop(f"e2e-visitor-{tag}-{v}", None)
+        for visitor in range(v):
+            if accepted[visitor] < 3:
+                third.pop(f"e2e-visitor-{tag}-{visitor}", None)
 
     stop_sampling = asyncio.Event()
 
