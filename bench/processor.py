@@ -69,10 +69,12 @@ import tempfile
 import time
 import tracemalloc
 import uuid
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+
+from benchkit import CpuMeter, kafka_hop, load, pct, process_tree, vm_status  # bench/benchkit.py, beside this file
 
 # As a script this file's folder comes first on sys.path, where bench/query.py and bench/sink.py
 # would shadow the ``query`` and ``sink`` packages.
@@ -111,78 +113,6 @@ SESSION_RULE = """rules:
     field: event_count
     at_least: 3
 """
-
-# --- shared-machine accounting -----------------------------------------------------------------
-
-_TICK = os.sysconf("SC_CLK_TCK")
-
-
-def _busy_ticks() -> int:
-    with open("/proc/stat") as f:
-        v = [int(x) for x in f.readline().split()[1:]]
-    return v[0] + v[1] + v[2] + v[5] + v[6] + v[7]
-
-
-def _process_ticks(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            rest = f.read().rsplit(")", 1)[1].split()
-        return int(rest[11]) + int(rest[12]) + int(rest[13]) + int(rest[14])  # own + waited-for children
-    except (OSError, IndexError):
-        return 0
-
-
-def _tree(root: int) -> set[int]:
-    children: dict[int, list[int]] = defaultdict(list)
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    children[int(f.read().rsplit(")", 1)[1].split()[1])].append(int(entry))
-            except (OSError, IndexError, ValueError):
-                continue
-    found, todo = set(), [root]
-    while todo:
-        pid = todo.pop()
-        found.add(pid)
-        todo.extend(children.get(pid, ()))
-    return found
-
-
-class CpuMeter:
-    """Cores used over an interval by the machine, by this benchmark's process tree, by the rest,
-    and by one watched process (the worker)."""
-
-    def __init__(self, watched: int | None = None):
-        self.watched = watched
-
-    def __enter__(self) -> CpuMeter:
-        self.pids = _tree(os.getpid())
-        self.t0, self.busy0 = time.monotonic(), _busy_ticks()
-        self.own0 = {p: _process_ticks(p) for p in self.pids}
-        return self
-
-    def __exit__(self, *exc) -> None:
-        pids = _tree(os.getpid()) | self.pids
-        seconds = max(time.monotonic() - self.t0, 1e-9)
-        used = {p: (_process_ticks(p) - self.own0.get(p, 0)) / _TICK / seconds for p in pids}
-        self.machine = (_busy_ticks() - self.busy0) / _TICK / seconds
-        self.others = max(0.0, self.machine - sum(used.values()))
-        self.worker = used.get(self.watched, 0.0) if self.watched else 0.0
-
-
-def vm_status(pid: int, field_name: str) -> int:
-    """A ``/proc/<pid>/status`` memory field (VmRSS, VmHWM) in bytes."""
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(field_name + ":"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
-def load() -> str:
-    return f"load {os.getloadavg()[0]:.2f}"
-
 
 # --- events ------------------------------------------------------------------------------------
 
@@ -353,7 +283,7 @@ def stop(process: subprocess.Popen) -> None:
 def python_pid(process: subprocess.Popen) -> int:
     """The worker's pid: the process itself, or its child when it runs under py-spy."""
     for _ in range(100):
-        kids = _tree(process.pid) - {process.pid}
+        kids = process_tree(process.pid) - {process.pid}
         if not kids and "py-spy" not in " ".join(process.args[:1]):
             return process.pid
         if kids:
@@ -531,46 +461,6 @@ async def throughput(args, settings: Settings, tmp: Path) -> dict:
 
 
 # --- latency -----------------------------------------------------------------------------------
-
-async def kafka_hop(settings: Settings, samples: int, rate: float) -> list[float]:
-    """Seconds from an aiokafka ``send`` to a consumer's ``getmany`` returning the record (one partition)."""
-    topic = f"{settings.topic_prefix}hop"
-    producer = AIOKafkaProducer(**producer_config(settings))
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=settings.bootstrap_servers, group_id=None,
-                                auto_offset_reset="latest")
-    await producer.start()
-    await (await producer.send(topic, b"warm-up"))
-    await consumer.start()
-    await consumer.seek_to_end()
-    sent: dict[bytes, float] = {}
-    latencies: list[float] = []
-
-    async def read() -> None:
-        while len(latencies) < samples:
-            for records in (await consumer.getmany(timeout_ms=500)).values():
-                now = time.perf_counter()
-                latencies.extend(now - sent[r.value] for r in records if r.value in sent)
-
-    reader = asyncio.create_task(read())
-    try:
-        start = time.perf_counter()
-        for i in range(samples):
-            await asyncio.sleep(max(0.0, start + i / rate - time.perf_counter()))
-            value = f"hop-{i}".encode()
-            sent[value] = time.perf_counter()
-            await producer.send(topic, value)
-        await asyncio.wait_for(reader, 60)
-    finally:
-        reader.cancel()
-        await producer.stop()
-        await consumer.stop()
-    return latencies
-
-
-def pct(values: list[float], q: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(q / 100 * (len(values) - 1))))]
-
 
 async def latency(args, settings: Settings, tmp: Path) -> None:
     rules = tmp / "rules.yaml"
