@@ -53,19 +53,29 @@ async def _snapshot(settings: Settings, stage_list: list[Stage]) -> KafkaSnapsho
         await consumer.topics()
         partitions = [TopicPartition(t, p) for t in topics.all() for p in sorted(consumer.partitions_for_topic(t) or ())]
         ends = await consumer.end_offsets(partitions) if partitions else {}
-        end_offsets = {(tp.topic, tp.partition): o for tp, o in ends.items()}
-        # The newest record of each non-empty partition: seek to the last offset and read one batch.
-        filled = [tp for tp, o in ends.items() if o > 0]
         newest: dict[str, datetime] = {}
-        if filled:
-            consumer.assign(filled)
-            for tp in filled:
-                consumer.seek(tp, ends[tp] - 1)
-            batches = await consumer.getmany(timeout_ms=1500)
-            for tp, records in batches.items():
-                for record in records:
-                    at = datetime.fromtimestamp(record.timestamp / 1000, timezone.utc)
-                    newest[tp.topic] = max(newest.get(tp.topic, at), at)
+        if partitions:
+            # The newest record of each partition: seek to the last offset and read. A broker may
+            # report end offsets behind its log (Tansu with its log on S3 does); a fetch answers with
+            # the true end (the high watermark), so read again from there when it is further on.
+            consumer.assign(partitions)
+            last_read: dict[TopicPartition, int] = {}
+            for _ in range(2):
+                for tp in partitions:
+                    consumer.seek(tp, max(ends[tp] - 1, 0))
+                for tp, records in (await consumer.getmany(timeout_ms=1500)).items():
+                    for record in records:
+                        at = datetime.fromtimestamp(record.timestamp / 1000, timezone.utc)
+                        newest[tp.topic] = max(newest.get(tp.topic, at), at)
+                        last_read[tp] = max(last_read.get(tp, -1), record.offset)
+                moved = False
+                for tp in partitions:
+                    highwater = consumer.highwater(tp)
+                    if highwater is not None and highwater > ends[tp]:
+                        ends[tp], moved = highwater, True
+                if not moved or all(last_read.get(tp, -1) >= ends[tp] - 1 for tp in partitions if ends[tp]):
+                    break
+        end_offsets = {(tp.topic, tp.partition): o for tp, o in ends.items()}
     finally:
         await consumer.stop()
     committed = {}

@@ -29,7 +29,14 @@ async def read_to_end(settings: Settings, topic: str, *, timeout_s: float = 60.0
         records: list[ConsumerRecord] = []
         deadline = time.monotonic() + timeout_s
         while True:
-            behind = [tp for tp in partitions if await consumer.position(tp) < ends[tp]]
+            # A broker may report end offsets behind its log (Tansu with its log on S3 does): each
+            # partition is read until the high watermark of a fetch answer too, the true end.
+            highwaters = {tp: consumer.highwater(tp) for tp in partitions}
+            for tp, highwater in highwaters.items():
+                if highwater is not None and highwater > ends[tp]:
+                    ends[tp] = highwater
+            behind = [tp for tp in partitions
+                      if highwaters[tp] is None or await consumer.position(tp) < ends[tp]]
             if not behind:
                 return records
             if time.monotonic() > deadline:
