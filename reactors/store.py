@@ -13,6 +13,10 @@ from clickstream.settings import Settings
 from clickstream.topics import Topics
 
 
+# How long a topic must stay quiet, past its reported end, to count as read.
+QUIET_S = 1.0
+
+
 async def read_to_end(settings: Settings, topic: str, *, timeout_s: float = 60.0) -> list[ConsumerRecord]:
     """Every record of ``topic`` up to its end as of now, from all partitions (no consumer group)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None,
@@ -28,22 +32,20 @@ async def read_to_end(settings: Settings, topic: str, *, timeout_s: float = 60.0
         ends = await consumer.end_offsets(partitions)
         records: list[ConsumerRecord] = []
         deadline = time.monotonic() + timeout_s
+        quiet_since = time.monotonic()
         while True:
-            # A broker may report end offsets behind its log (Tansu with its log on S3 does): each
-            # partition is read until the high watermark of a fetch answer too, the true end.
-            highwaters = {tp: consumer.highwater(tp) for tp in partitions}
-            for tp, highwater in highwaters.items():
-                if highwater is not None and highwater > ends[tp]:
-                    ends[tp] = highwater
-            behind = [tp for tp in partitions
-                      if highwaters[tp] is None or await consumer.position(tp) < ends[tp]]
-            if not behind:
+            # A broker may report end offsets behind its log (Tansu with its log on S3 does): past
+            # the reported ends, reading goes on until the topic has stayed quiet for a moment.
+            behind = [tp for tp in partitions if await consumer.position(tp) < ends[tp]]
+            if not behind and time.monotonic() - quiet_since >= QUIET_S:
                 return records
             if time.monotonic() > deadline:
                 raise TimeoutError(f"reading {topic}: still behind its end on {behind} after {timeout_s:g} s")
-            batch = await consumer.getmany(*behind, timeout_ms=500)
+            batch = await consumer.getmany(*partitions, timeout_ms=200)
             for part in batch.values():
                 records.extend(part)
+            if any(batch.values()):
+                quiet_since = time.monotonic()
     finally:
         await consumer.stop()
 
