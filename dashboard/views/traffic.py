@@ -11,7 +11,8 @@ st.title("Traffic")
 r = current_range()
 bucket = st.segmented_control("By", ["day", "hour"], default="day", key="traffic_bucket") or "day"
 
-kpis = load("query.traffic:summary", r)
+overview = load("query.traffic:overview", r, bucket, 10)
+kpis = overview["summary"]
 if not kpis["events"]:
     if load("query.traffic:last_event_time") is None:
         no_events_yet(settings())
@@ -35,8 +36,7 @@ cols[3].metric("Bounce rate", "-" if kpis["bounce_rate"] is None else f"{kpis['b
                help="Sessions with at most one page view")
 cols[4].metric("Avg. session", duration(kpis["avg_session_s"]), help="First to last event of a session")
 
-over_time = load("query.analyses:traffic", r, bucket)
-sessions = load("query.traffic:sessions_over_time", r, bucket)
+over_time, sessions = overview["over_time"], overview["sessions_over_time"]
 left, right = st.columns(2)
 left.plotly_chart(charts.line(over_time, "bucket", ["visitors", "sessions", "page_views"],
                               f"Visitors, sessions and page views per {bucket}"), key="traffic_line")
@@ -44,21 +44,20 @@ right.plotly_chart(charts.line(sessions, "bucket", "bounce_rate", f"Bounce rate 
 
 st.subheader("Pages")
 left, middle, right = st.columns(3)
-left.plotly_chart(charts.bars(load("query.analyses:top_pages", r, 10), "path", "page_views", "Top pages"),
+left.plotly_chart(charts.bars(overview["top_pages"], "path", "page_views", "Top pages"),
                   key="top_pages")
-entry = load("query.traffic:entry_exit_pages", r, "entry", 10)
-exit_ = load("query.traffic:entry_exit_pages", r, "exit", 10)
+entry, exit_ = overview["entry_pages"], overview["exit_pages"]
 middle.plotly_chart(charts.bars(entry, "entry_page", "sessions", "Entry pages"), key="entry_pages")
 right.plotly_chart(charts.bars(exit_, "exit_page", "sessions", "Exit pages"), key="exit_pages")
 
 st.subheader("Acquisition")
 left, right = st.columns(2)
-referrers = load("query.analyses:top_referrers", r, 10)
+referrers = overview["referrers"]
 if len(referrers):
     left.plotly_chart(charts.bars(referrers, "referrer_host", "page_views", "Referrers"), key="referrers")
 else:
     left.caption("No page views came from another site in this range.")
-campaigns = load("query.traffic:campaigns", r, 10)
+campaigns = overview["campaigns"]
 right.markdown("**UTM campaigns**")
 if len(campaigns):
     right.dataframe(campaigns, hide_index=True, width="stretch")
@@ -67,9 +66,9 @@ else:
 
 st.subheader("Technology")
 left, right = st.columns(2)
-left.plotly_chart(charts.donut(load("query.traffic:breakdown", r, "device_type"), "device_type", "visitors",
+left.plotly_chart(charts.donut(overview["devices"], "device_type", "visitors",
                                "Devices (visitors)"), key="devices")
-right.plotly_chart(charts.donut(load("query.traffic:breakdown", r, "browser"), "browser", "visitors",
+right.plotly_chart(charts.donut(overview["browsers"], "browser", "visitors",
                                 "Browsers (visitors)"), key="browsers")
 st.caption("Bots are " + ("excluded" if r.exclude_bots else "included (device type `bot`)")
            + ": switch with **Exclude bots** in the sidebar.")

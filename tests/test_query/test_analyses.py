@@ -10,6 +10,7 @@ from clickstream.settings import Settings
 from query.analyses import Range, Step, experiment, funnel, paths, retention, sessionize, top_pages, top_referrers, \
     traffic
 from query.engine import connect
+from query.traffic import overview
 from query.stats import two_proportion_test
 
 T0 = datetime(2026, 11, 20, 10, 0, tzinfo=timezone.utc)
@@ -194,3 +195,61 @@ def test_sql_sessions_follow_the_device_across_sign_in_and_cut_at_exactly_the_ti
     write_lake(settings, events)
     df = sessionize(connect(settings), Range(m(-60), m(120)), timeout_minutes=30)
     assert list(df["visitor"]) == ["d1", "d1"] and list(df["event_count"]) == [2, 2]
+
+
+def test_traffic_overview_counts_the_first_hour(con):
+    ov = overview(con, FIRST_HOUR, "hour", limit=10)
+    # s1 (v1): 3 pages + 2 tracks over 4 min; s2: 2 pages, 5 min; s3: 2 pages, 1 min; s4: 3 pages, 2 min;
+    # sb (bot): 1 page, so the only bounce.
+    assert ov["summary"] == {"events": 13, "visitors": 5, "page_views": 11, "sessions": 5, "bounce_rate": 0.2,
+                             "avg_session_s": (240 + 300 + 60 + 120 + 0) / 5}
+    assert ov["over_time"].to_dict("list") == {"bucket": [pd.Timestamp(T0)], "events": [13], "page_views": [11],
+                                               "visitors": [5], "sessions": [5]}
+    assert ov["sessions_over_time"].to_dict("list") == {"bucket": [pd.Timestamp(T0)], "sessions": [5],
+                                                        "bounce_rate": [0.2], "avg_session_s": [144.0]}
+    assert ov["entry_pages"].to_dict("list") == {"entry_page": ["/", "/pricing"], "sessions": [4, 1]}
+    assert ov["exit_pages"].to_dict("list") == {"exit_page": ["/checkout", "/pricing", "/"], "sessions": [2, 2, 1]}
+    # the same answers as the single-purpose analyses
+    pd.testing.assert_frame_equal(ov["top_pages"], top_pages(con, FIRST_HOUR, limit=10), check_dtype=False)
+    pd.testing.assert_frame_equal(ov["referrers"], top_referrers(con, FIRST_HOUR), check_dtype=False)
+    assert ov["devices"].to_dict("list") == {"device_type": ["(none)"], "visitors": [5], "events": [13]}
+    assert ov["campaigns"].empty and list(ov["campaigns"]) == ["utm_source", "utm_medium", "utm_campaign",
+                                                               "sessions", "visitors"]
+
+    humans = overview(con, HUMANS_FIRST_HOUR, "hour")["summary"]
+    assert humans == {"events": 12, "visitors": 4, "page_views": 10, "sessions": 4, "bounce_rate": 0.0,
+                      "avg_session_s": 180.0}
+    assert overview(con, ALL, "day", limit=2)["top_pages"]["path"].tolist() == ["/", "/pricing"]
+
+
+def test_traffic_overview_buckets_campaigns_and_sessions_across_midnight(tmp_path, event_factory, write_lake):
+    settings = Settings(_env_file=None, lake_dir=tmp_path / "lake")
+    midnight = datetime(2026, 11, 21, tzinfo=timezone.utc)
+
+    def page(visitor, session, at, **fields):
+        return event_factory(anonymous_id=visitor, session_id=session, type="page", path="/", timestamp=at,
+                             host="shop.example", **fields)
+
+    utm = {"utm_source": "news", "utm_medium": "email", "utm_campaign": "nov"}
+    write_lake(settings, [
+        page("a", "sa", midnight - timedelta(minutes=5), **utm, device_type="mobile", browser="Safari"),
+        page("a", "sa", midnight + timedelta(minutes=5), device_type="mobile", browser="Safari"),
+        page("b", "sb", midnight + timedelta(hours=2), **utm, device_type="desktop", browser="Firefox"),
+        page("c", "sc", midnight + timedelta(hours=2, minutes=1), device_type="desktop", browser="Chrome"),
+        page("c", None, midnight + timedelta(hours=3), device_type="desktop", browser="Chrome"),
+    ])
+    con = connect(settings)
+    ov = overview(con, Range(midnight - timedelta(days=1), midnight + timedelta(days=1)), "day")
+    # the session over midnight is seen on both days, and counted by the day it started
+    assert ov["over_time"][["events", "visitors", "sessions"]].to_dict("list") == {
+        "events": [1, 4], "visitors": [1, 3], "sessions": [1, 3]}
+    assert ov["sessions_over_time"][["sessions", "bounce_rate"]].to_dict("list") == {
+        "sessions": [1, 2], "bounce_rate": [0.0, 1.0]}
+    assert ov["summary"]["sessions"] == 3 and ov["summary"]["avg_session_s"] == 600 / 3
+    assert ov["campaigns"].to_dict("list") == {"utm_source": ["news"], "utm_medium": ["email"],
+                                               "utm_campaign": ["nov"], "sessions": [2], "visitors": [2]}
+    assert ov["devices"].to_dict("list") == {"device_type": ["desktop", "mobile"], "visitors": [2, 1],
+                                             "events": [3, 2]}
+    assert ov["browsers"]["browser"].tolist() == ["Chrome", "Safari", "Firefox"]  # visitors, then events
+    hourly = overview(con, Range(midnight, midnight + timedelta(hours=4)), "hour")["over_time"]
+    assert hourly["bucket"].dt.hour.tolist() == [0, 2, 3] and hourly["events"].tolist() == [1, 2, 1]
