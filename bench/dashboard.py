@@ -12,6 +12,10 @@ as ``clickstream up`` starts them, on free loopback ports) with the pipeline's t
 records and the consumer groups' commits, so Pipeline health reads a live Kafka as it does in the stack
 (without a broker it only waits for the connection to be refused).
 
+With ``--s3`` the lake is uploaded to that SeaweedFS's bucket and the dashboard reads it over S3, as
+in the local stack and compose (MinIO there): the first render of each page then also shows how much
+a cold DuckDB cache costs (its first run), while later runs read the objects from DuckDB's cache.
+
 Each page is rendered with Streamlit's AppTest (the script runs in this process as it runs in the
 server, Plotly figures and all; no browser). The lake connection is opened once, unmeasured, as the
 server keeps it; before every measured render the page results cache (``dashboard.lake.cached``, 15 s)
@@ -57,7 +61,7 @@ import duckdb  # noqa: E402
 import streamlit as st  # noqa: E402
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from clickstream.lake import METRICS, METRICS_SCHEMA, REACTIONS, REACTIONS_SCHEMA, object_key  # noqa: E402
+from clickstream.lake import EVENTS, METRICS, METRICS_SCHEMA, REACTIONS, REACTIONS_SCHEMA, object_key  # noqa: E402
 from clickstream.settings import Settings  # noqa: E402
 from clickstream.stack.components import stack_components  # noqa: E402
 from clickstream.stack.probes import free_port, free_port_pair  # noqa: E402
@@ -123,7 +127,7 @@ def write_reactions(destination: LakeDestination) -> int:
     return written
 
 
-def start_broker(state_dir: Path) -> tuple[Supervisor, str]:
+def start_broker(state_dir: Path) -> tuple[Supervisor, Settings]:
     """SeaweedFS and Tansu as the local stack runs them, with the pipeline's topics, records on each and
     the consumer groups' commits (each stage a little behind), so that Pipeline health has lag to show."""
     import asyncio
@@ -163,7 +167,7 @@ def start_broker(state_dir: Path) -> tuple[Supervisor, str]:
                 await consumer.stop()
 
     asyncio.run(fill())
-    return supervisor, settings.bootstrap_servers
+    return supervisor, settings
 
 
 class QueryClock:
@@ -224,6 +228,7 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", choices=PAGES)
     parser.add_argument("--no-broker", action="store_true",
                         help="no Kafka: Pipeline health then shows the broker as unreachable")
+    parser.add_argument("--s3", action="store_true", help="read the lake from the local stack's S3 server")
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} CPUs, {bench_query.cpu_model()}, Python {platform.python_version()}, "
           f"duckdb {duckdb.__version__}, streamlit {st.__version__}, load average {os.getloadavg()[0]:.2f}")
@@ -247,13 +252,21 @@ def main() -> None:
         print(f"live metrics: {write_live_metrics(local, datetime.now(timezone.utc))} rows ending now")
         shutil.rmtree(data / REACTIONS, ignore_errors=True)
         print(f"reactions: {write_reactions(local):,} rows over {bench_query.DAYS} days")
-        supervisor, bootstrap = None, f"127.0.0.1:{free_port()}"
-        if not args.no_broker:
-            supervisor, bootstrap = start_broker(Path(tmp) / "stack")
-            print(f"broker: Tansu at {bootstrap} (log on SeaweedFS), topics filled and groups committed")
+        supervisor, env = None, {"CLICKSTREAM_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",
+                                 "CLICKSTREAM_LAKE_DIR": str(data)}
+        if not args.no_broker or args.s3:
+            supervisor, stack = start_broker(Path(tmp) / "stack")
+            env["CLICKSTREAM_KAFKA_BOOTSTRAP_SERVERS"] = stack.bootstrap_servers
+            print(f"broker: Tansu at {stack.bootstrap_servers} (log on SeaweedFS), topics filled and groups committed")
+            if args.s3:
+                keys = [k for table in (EVENTS, METRICS, REACTIONS) for k in local.list_keys(f"{table}/")]
+                took = bench_query.upload(local, LakeDestination.from_settings(stack), keys)
+                print(f"lake uploaded to {stack.lake_root} on SeaweedFS :{stack.s3_port}: {len(keys):,} objects "
+                      f"in {took:.0f} s")
+                del env["CLICKSTREAM_LAKE_DIR"]
+                env["CLICKSTREAM_S3_PORT"] = str(stack.s3_port)
 
-        os.environ.update({"CLICKSTREAM_LAKE_DIR": str(data), "CLICKSTREAM_STATE_DIR": str(Path(tmp) / "state"),
-                           "CLICKSTREAM_KAFKA_BOOTSTRAP_SERVERS": bootstrap})
+        os.environ.update({"CLICKSTREAM_STATE_DIR": str(Path(tmp) / "state"), **env})
         try:
             results = measure(args)
         finally:

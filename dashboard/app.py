@@ -7,7 +7,6 @@ Settings come from the same ``CLICKSTREAM_*`` environment as every other service
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 
 import streamlit as st
 
@@ -35,6 +34,5 @@ PAGES = [
     st.Page("views/sql.py", title="SQL", icon=":material/terminal:", url_path="sql"),
 ]
 page = st.navigation(PAGES)
-today = datetime.now(timezone.utc).date()
-filters.sidebar(load("query.traffic:sources", slow=True), load("query.traffic:last_event_time", today, slow=True))
+filters.sidebar(load("query.traffic:sources", slow=True), load("query.traffic:last_event_time", slow=True))
 page.run()

@@ -19,7 +19,7 @@ import streamlit as st
 
 from clickstream.settings import Settings, load_settings
 from clickstream.sources import demo_write_key
-from query.engine import connect, refresh_views
+from query.engine import ViewCache, connect, refresh_views
 
 CACHE_TTL_S = 15
 SLOW_TTL_S = 600
@@ -31,14 +31,15 @@ class LakeConnection:
 
     def __init__(self, settings: Settings):
         self.settings = settings
-        self.con = connect(settings)
+        self.views = ViewCache()
+        self.con = connect(settings, self.views)
         self.lock = threading.Lock()
         self.refreshed = time.monotonic()
 
     def run(self, function: Callable, *args: Any, **kwargs: Any) -> Any:
         with self.lock:
             if time.monotonic() - self.refreshed > REFRESH_S:
-                refresh_views(self.con, self.settings)
+                refresh_views(self.con, self.settings, self.views)
                 self.refreshed = time.monotonic()
             return function(self.con, *args, **kwargs)
 

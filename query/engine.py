@@ -7,6 +7,7 @@ to the same version as ``duckdb``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -41,8 +42,11 @@ def _lake_root(settings: Settings) -> str:
     return settings.lake_root
 
 
-def connect(settings: Settings) -> duckdb.DuckDBPyConnection:
+def connect(settings: Settings, views: ViewCache | None = None) -> duckdb.DuckDBPyConnection:
     """A connection whose views are the lake's tables, locked down for untrusted SQL.
+
+    A caller that keeps the connection and refreshes its views (the dashboard) passes a
+    :class:`ViewCache` and hands the same one to every :func:`refresh_views` of this connection.
 
     It can read the lake and nothing else on the filesystem, and its settings are locked;
     :func:`run_query` also lets through only one SELECT (or EXPLAIN) per call, so a SQL box
@@ -60,7 +64,7 @@ def connect(settings: Settings) -> duckdb.DuckDBPyConnection:
                 REGION {_quote(settings.s3_region)}, ENDPOINT {_quote(endpoint.netloc)},
                 URL_STYLE 'path', USE_SSL {str(endpoint.scheme == "https").lower()})"""
         )
-    refresh_views(con, settings)
+    refresh_views(con, settings, views)
     root = _lake_root(settings).rstrip("/") + "/"
     con.execute(f"SET allowed_directories = [{_quote(root)}]")
     con.execute("SET enable_external_access = false")
@@ -115,18 +119,39 @@ def live_files_sql(pattern: str) -> str:
         ORDER BY a.file"""
 
 
-def files_by_schema(con: duckdb.DuckDBPyConnection, files: list[str]) -> list[list[str]]:
+@dataclass
+class ViewCache:
+    """What a connection's views were last defined over, so that a refresh finding the same objects
+    changes nothing, and each object's footer is read for its columns once.
+
+    Objects are never rewritten in place (a key follows from Kafka offsets; compaction writes new
+    keys), so a file's columns, once read, stay true. On S3 with thousands of objects this makes
+    a refresh one listing (0.25 s for 3,600 objects locally on SeaweedFS) instead of 0.7 s.
+    """
+
+    files: dict[str, list[str]] = field(default_factory=dict)  # table -> the live files its view reads
+    signatures: dict[str, tuple[int, str]] = field(default_factory=dict)  # file -> (column count, columns)
+
+
+def files_by_schema(con: duckdb.DuckDBPyConnection, files: list[str],
+                    known: dict[str, tuple[int, str]] | None = None) -> list[list[str]]:
     """The files grouped by their columns (names and types), the group with most columns first.
 
-    Reading each object's footer here also fills DuckDB's Parquet metadata cache.
+    Reading each object's footer here also fills DuckDB's Parquet metadata cache. ``known`` holds
+    the columns of files already read, and gets those of the others.
     """
-    listed = ", ".join(_quote(f) for f in files)
-    signatures = con.execute(f"""
-        SELECT file_name, count(*), string_agg(name || ' ' || duckdb_type, ', ' ORDER BY name)
-        FROM parquet_schema([{listed}]) WHERE num_children IS NULL GROUP BY file_name""").fetchall()
+    known = {} if known is None else known
+    new = [f for f in files if f not in known]
+    if new:
+        listed = ", ".join(_quote(f) for f in new)
+        for file, columns, signature in con.execute(f"""
+                SELECT file_name, count(*), string_agg(name || ' ' || duckdb_type, ', ' ORDER BY name)
+                FROM parquet_schema([{listed}]) WHERE num_children IS NULL GROUP BY file_name""").fetchall():
+            known[file] = (columns, signature)
     groups: dict[str, list[str]] = {}
     width: dict[str, int] = {}
-    for file, columns, signature in signatures:
+    for file in files:
+        columns, signature = known[file]
         groups.setdefault(signature, []).append(file)
         width[signature] = columns
     order = sorted(groups, key=lambda sig: -width[sig])
@@ -139,7 +164,7 @@ def _read_parquet(files: list[str]) -> str:
             f"hive_types = {{'dt': DATE, 'hour': INTEGER}})")
 
 
-def refresh_views(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
+def refresh_views(con: duckdb.DuckDBPyConnection, settings: Settings, views: ViewCache | None = None) -> None:
     """(Re)define one view per table over its live objects at this moment.
 
     The view names its files explicitly, listed once: a view over a glob would list the
@@ -153,12 +178,18 @@ def refresh_views(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
     NULL). That is what ``read_parquet(union_by_name = true)`` does, but that option reads and
     merges every object's schema again each time a query is planned, a large share of every
     query over thousands of objects; here the schemas are compared once, now.
+
+    With ``views`` (the :class:`ViewCache` of this connection) a table whose live objects are
+    the ones its view already reads is left as it is, and only new objects' footers are read.
     """
     root = _lake_root(settings)
     for table, schema in SCHEMAS.items():
         files = [row[0] for row in con.execute(live_files_sql(table_glob(root, table))).fetchall()]
+        if views is not None and views.files.get(table) == files:
+            continue  # the view already reads exactly these objects
         if files:
-            union = " UNION ALL BY NAME ".join(_read_parquet(group) for group in files_by_schema(con, files))
+            groups = files_by_schema(con, files, None if views is None else views.signatures)
+            union = " UNION ALL BY NAME ".join(_read_parquet(group) for group in groups)
             con.execute(f"CREATE OR REPLACE VIEW {table} AS {union}")
         else:
             empty = pa.Table.from_pylist([], schema=schema).append_column(
@@ -166,6 +197,12 @@ def refresh_views(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
             ).append_column("hour", pa.array([], pa.int32()))
             con.register(f"_empty_{table}", empty)
             con.execute(f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM _empty_{table}")
+        if views is not None:
+            views.files[table] = files
+    if views is not None:  # forget the columns of objects compaction has retired
+        live = {f for files in views.files.values() for f in files}
+        for gone in [f for f in views.signatures if f not in live]:
+            del views.signatures[gone]
 
 
 _READ_ONLY = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
@@ -183,7 +220,8 @@ def check_read_only(con: duckdb.DuckDBPyConnection, sql: str) -> None:
         raise QueryError(f"only SELECT queries are allowed here (got {statements[0].type.name})")
 
 
-def run_query(con: duckdb.DuckDBPyConnection, sql: str, refresh: Settings | None = None):
+def run_query(con: duckdb.DuckDBPyConnection, sql: str, refresh: Settings | None = None,
+              views: ViewCache | None = None):
     """Run one read-only statement and return (column names, rows).
 
     With ``refresh`` (the settings), the views are first brought up to date with the lake,
@@ -191,7 +229,7 @@ def run_query(con: duckdb.DuckDBPyConnection, sql: str, refresh: Settings | None
     """
     check_read_only(con, sql)
     if refresh is not None:
-        refresh_views(con, refresh)
+        refresh_views(con, refresh, views)
     try:
         cursor = con.execute(sql)
         columns = [d[0] for d in cursor.description] if cursor.description else []

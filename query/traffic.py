@@ -8,7 +8,7 @@ its last event in range.
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Literal
 
 import duckdb
@@ -183,12 +183,14 @@ def page_paths(con: duckdb.DuckDBPyConnection, r: Range, limit: int = 50) -> lis
         GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT ?""", params + [limit]).fetchall()]
 
 
-def last_event_time(con: duckdb.DuckDBPyConnection, today: date | None = None) -> datetime | None:
-    """Event time of the newest event in the lake: from the partitions since yesterday when they hold
-    any (a live lake), else from the whole table."""
-    if today is not None:
-        recent = con.execute("SELECT max(timestamp) FROM events WHERE dt >= ?::DATE",
-                             [today - timedelta(days=1)]).fetchone()[0]
-        if recent is not None:
-            return recent
-    return con.execute("SELECT max(timestamp) FROM events").fetchone()[0]
+def last_event_time(con: duckdb.DuckDBPyConnection) -> datetime | None:
+    """Event time of the newest event in the lake, or None for an empty lake.
+
+    Read from the newest ``dt`` partition only: a partition is the UTC day of its events' time,
+    so the newest event is in it, and finding that partition needs no event data (on S3, a full
+    scan for the newest time read every object: 3 s on 10 million events).
+    """
+    newest_day = con.execute("SELECT max(dt) FROM events").fetchone()[0]
+    if newest_day is None:
+        return None
+    return con.execute("SELECT max(timestamp) FROM events WHERE dt = ?::DATE", [newest_day]).fetchone()[0]

@@ -1,6 +1,6 @@
 """Pipeline health: is data flowing through each stage, what is stuck, and what was rejected."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 import streamlit as st
 

@@ -15,7 +15,7 @@ st.caption("One SELECT over the tables `events`, `invalid_events`, `sessions`, `
 sql = st.text_area("Query", EXAMPLE, height=150, key="sql_text")
 if st.button("Run", type="primary", key="sql_run") or "sql_result" not in st.session_state:
     try:
-        columns, rows = lake().run(lambda con: run_query(con, sql, refresh=settings()))
+        columns, rows = lake().run(lambda con: run_query(con, sql, refresh=settings(), views=lake().views))
         st.session_state.sql_result = (sql, columns, rows[:MAX_ROWS], len(rows))
     except QueryError as exc:
         st.session_state.sql_result = None

@@ -3,7 +3,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from clickstream.settings import Settings
-from query.engine import QueryError, connect, httpfs_extension_path, run_query
+from query.engine import QueryError, ViewCache, connect, httpfs_extension_path, refresh_views, run_query
+from query.traffic import last_event_time
 from sink.destination import LakeDestination
 from sink.parquet import to_parquet
 from sink.tables import TABLES
@@ -144,3 +145,28 @@ def test_objects_of_several_schemas_read_as_one_table_in_the_current_order(tmp_p
     assert rows == [("/new", "Linux", 3), ("/old", None, 3)]
     columns, _ = run_query(con, "select * from events limit 0")
     assert columns == schema.names + ["dt", "hour"]
+
+
+def test_a_view_cache_refreshes_only_what_changed(tmp_path, event_factory, write_lake):
+    settings = Settings(_env_file=None, lake_dir=tmp_path / "lake")
+    write_lake(settings, [event_factory(timestamp=datetime(2026, 11, 20, 10, tzinfo=timezone.utc))])
+    views = ViewCache()
+    con = connect(settings, views)
+    assert con.execute("SELECT count(*) FROM events").fetchone()[0] == 1
+    known = dict(views.signatures)
+    assert len(known) == 1 and set(views.files) == {"events", "invalid_events", "sessions", "metrics", "reactions"}
+
+    refresh_views(con, settings, views)  # nothing new: the views stay as they are
+    assert views.signatures == known
+    write_lake(settings, [event_factory(timestamp=datetime(2026, 11, 21, 10, tzinfo=timezone.utc))])
+    refresh_views(con, settings, views)
+    assert con.execute("SELECT count(*) FROM events").fetchone()[0] == 2
+    assert len(views.signatures) == 2 and all(views.signatures[f] == known[f] for f in known)
+
+
+def test_newest_event_comes_from_the_newest_day(tmp_path, event_factory, write_lake):
+    settings = Settings(_env_file=None, lake_dir=tmp_path / "lake")
+    assert last_event_time(connect(settings)) is None
+    times = [datetime(2026, 11, d, h, tzinfo=timezone.utc) for d, h in ((3, 23), (20, 1), (20, 17), (9, 5))]
+    write_lake(settings, [event_factory(timestamp=t) for t in times])
+    assert last_event_time(connect(settings)) == datetime(2026, 11, 20, 17, tzinfo=timezone.utc)
