@@ -166,7 +166,11 @@ def start_broker(state_dir: Path) -> tuple[Supervisor, Settings]:
             finally:
                 await consumer.stop()
 
-    asyncio.run(fill())
+    try:
+        asyncio.run(fill())
+    except BaseException:
+        supervisor.stop()
+        raise
     return supervisor, settings
 
 
