@@ -148,17 +148,32 @@ def funnel(con, r: Range, steps: list[Step], within: Literal["session"] | int = 
 
 def paths(con, r: Range, page: str, direction: Literal["next", "previous"] = "next", limit: int = 10) -> pd.DataFrame:
     """The pages viewed right after (or before) ``page`` in the same session, most common first."""
+    if direction not in ("next", "previous"):
+        raise ValueError(f"direction must be 'next' or 'previous', not {direction!r}")
+    return neighbours(con, r, page, limit)[direction]
+
+
+def neighbours(con, r: Range, page: str, limit: int = 10) -> dict[str, pd.DataFrame]:
+    """Both directions of :func:`paths` at once: ``{"previous": ..., "next": ...}``.
+
+    One ordering of the range's page views by session serves both (``lag`` and ``lead`` over the
+    same window), so a page that shows both pays for one sort instead of two.
+    """
     where, params = r.where()
-    neighbour = "lead" if direction == "next" else "lag"
-    return _df(con, f"""
-        WITH views AS (
-            SELECT path, {neighbour}(path) OVER (PARTITION BY session_id ORDER BY timestamp, event_id) AS other
-            FROM events WHERE {where} AND type = 'page' AND session_id IS NOT NULL)
-        SELECT coalesce(other, '(exit)') AS page, count(*) AS transitions,
-               count(*) / sum(count(*)) OVER () AS share
-        FROM views WHERE path = ? GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT ?""",
-               params + [page, limit]).rename(
-        columns={"page": "next_page" if direction == "next" else "previous_page"})
+    pairs = con.execute(f"""
+        SELECT coalesce(previous, '(exit)') AS previous, coalesce(next, '(exit)') AS next, count(*) AS transitions
+        FROM (SELECT path, lag(path) OVER w AS previous, lead(path) OVER w AS next
+              FROM events WHERE {where} AND type = 'page' AND session_id IS NOT NULL
+              WINDOW w AS (PARTITION BY session_id ORDER BY timestamp, event_id))
+        WHERE path = ? GROUP BY ALL""", params + [page]).df()
+    result = {}
+    for direction in ("previous", "next"):
+        counted = pairs.groupby(direction, as_index=False)["transitions"].sum()
+        counted["share"] = counted["transitions"] / counted["transitions"].sum()
+        counted = counted.sort_values(["transitions", direction], ascending=[False, True], kind="stable")
+        result[direction] = counted.head(limit).rename(columns={direction: f"{direction}_page"}).reset_index(
+            drop=True).astype({"transitions": "int64", "share": "float64"})
+    return result
 
 
 def retention(con, r: Range, period: Literal["day", "week"] = "week") -> pd.DataFrame:

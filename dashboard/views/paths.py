@@ -15,8 +15,8 @@ if not pages:
 left, right = st.columns([3, 1])
 page = left.selectbox("Page", pages, key="paths_page")
 limit = right.number_input("Pages each side", min_value=1, max_value=30, value=8, key="paths_limit")
-previous = load("query.analyses:paths", r, page, "previous", int(limit))
-following = load("query.analyses:paths", r, page, "next", int(limit))
+both = load("query.analyses:neighbours", r, page, int(limit))
+previous, following = both["previous"], both["next"]
 st.caption("Within a session; `(exit)` on the left is the session's entry (no page before), on the right its end.")
 previous = previous.replace({"previous_page": {"(exit)": "(entry)"}})
 st.plotly_chart(charts.sankey(page, previous, following), key="sankey")
