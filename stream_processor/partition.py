@@ -20,7 +20,8 @@ from clickstream.events import Event
 from clickstream.reactions import Reaction
 from clickstream.sessions import SessionRecord
 from stream_processor import rules as r
-from stream_processor.sessions import OpenSession, add_event, belongs_to, open_session, revenue_of, session_key
+from stream_processor.sessions import OpenSession, add_event, belongs_to, open_session, revenue_of, session_end, \
+    session_key
 from stream_processor.windows import WindowAggregate, closes_through, counter_key, sketch_positions, window_start
 
 
@@ -105,7 +106,7 @@ class PartitionProcessor:
     def _rebuild_closing(self) -> None:
         timeout = self.config.session_timeout_s
         self._closing = [
-            (v["session"]["end"] + timeout, k)
+            (session_end(v["session"]) + timeout, k)
             for k, v in self.visitors.items()
             if v.get("p") == self.partition and v.get("session")
         ]
@@ -149,7 +150,7 @@ class PartitionProcessor:
             self._count_in_windows(event, t, seen[event.event_id][2], opened=False)
             out.events.append((key, event.model_copy(update={"session_id": seen[event.event_id][2]})))
             return out
-        session = OpenSession.from_dict(state["session"]) if state["session"] else None
+        session = OpenSession.from_state(state["session"]) if state["session"] else None
         timeout = self.config.session_timeout_s
         opened = False
         standalone = None
@@ -174,7 +175,7 @@ class PartitionProcessor:
             self._close_session(standalone, out, now)
         else:
             out.reactions += self._session_rules(session, now)
-            state["session"] = session.to_dict()
+            state["session"] = session.to_state()
             heapq.heappush(self._closing, (session.end + timeout, key))
             self._next_due = min(self._next_due, session.end + timeout)
         state["seen"] = self._remember(seen, event.event_id, t, ref, target.session_id)
@@ -231,9 +232,9 @@ class PartitionProcessor:
         while self._closing and self._closing[0][0] <= watermark:
             close_at, key = heapq.heappop(self._closing)
             state = self.visitors.get(key)
-            if not state or not state.get("session") or state["session"]["end"] + timeout != close_at:
+            if not state or not state.get("session") or session_end(state["session"]) + timeout != close_at:
                 continue  # the session was extended (a newer entry is queued) or closed already
-            self._close_session(OpenSession.from_dict(state["session"]), out, now)
+            self._close_session(OpenSession.from_state(state["session"]), out, now)
             state["session"] = None
             self.visitors[key] = state
             out.dirty.add(key)

@@ -11,7 +11,7 @@ in one session (whose record then carries the user id), instead of being split i
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from clickstream.events import Event
 from clickstream.sessions import SessionRecord
@@ -69,14 +69,19 @@ class OpenSession:
     def duration_s(self) -> float:
         return self.end - self.start
 
-    def to_dict(self) -> dict:
-        # Shallow on purpose (asdict's deep copy is the costliest step per event): the state
-        # is serialized whole at each checkpoint, and its lists belong to this session only.
-        return dict(vars(self))
+    def to_state(self) -> list:
+        """The session as kept in a visitor's state: its values in field order.
+
+        A list, not a dict: an open session is kept for every active visitor, and a 24-entry
+        dict costs about 1.2 KB against 250 bytes for the list (the state of a million
+        visitors has to fit in memory). Shallow on purpose: its lists belong to this session.
+        """
+        return [getattr(self, name) for name in _FIELDS]
 
     @classmethod
-    def from_dict(cls, d: dict) -> OpenSession:
-        return cls(**d)
+    def from_state(cls, state: list | dict) -> OpenSession:
+        """From :meth:`to_state`'s list, or the dict that checkpoints of earlier versions hold."""
+        return cls(**state) if isinstance(state, dict) else cls(*state)
 
     def to_record(self) -> SessionRecord:
         return SessionRecord(
@@ -101,6 +106,15 @@ class OpenSession:
             converted=self.converted,
             revenue=self.revenue,
         )
+
+
+_FIELDS = tuple(f.name for f in fields(OpenSession))
+_END = _FIELDS.index("end")
+
+
+def session_end(state: list | dict) -> float:
+    """The time of the latest event of a session kept as :meth:`OpenSession.to_state` keeps it."""
+    return state["end"] if isinstance(state, dict) else state[_END]
 
 
 def belongs_to(session: OpenSession, t: float, timeout_s: float) -> bool:

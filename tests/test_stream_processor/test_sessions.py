@@ -1,3 +1,4 @@
+import json
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -5,7 +6,7 @@ import pytest
 from clickstream.events import Event
 from stream_processor.partition import PartitionProcessor, ProcessingConfig
 from stream_processor.rules import RuleSet
-from stream_processor.sessions import session_id_for
+from stream_processor.sessions import OpenSession, session_end, session_id_for
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc)
 NOW = datetime(2026, 11, 28, tzinfo=timezone.utc)
@@ -139,3 +140,14 @@ def test_a_worker_restored_with_nothing_new_to_read_still_closes_the_tail():
     assert not after.idle(now=NOW, wall=5119.0).sessions
     [closed] = after.idle(now=NOW, wall=5120.0).sessions
     assert closed.session_id == session_id_for("a1", "e1")
+
+
+def test_a_session_is_kept_as_a_list_and_read_back_from_either_form():
+    session = OpenSession(session_id="s1", source="web", anonymous_id="a1", user_id=None, start=10.0, end=70.0,
+                          event_count=3, entry_path="/", experiments={"exp": "b"}, event_names=["Signup"])
+    state = session.to_state()
+    assert isinstance(state, list) and session_end(state) == 70.0
+    assert OpenSession.from_state(state) == session
+    assert OpenSession.from_state(json.loads(json.dumps(state))) == session  # as a checkpoint holds it
+    earlier = dict(vars(session))  # what checkpoints written before held
+    assert OpenSession.from_state(earlier) == session and session_end(earlier) == 70.0
