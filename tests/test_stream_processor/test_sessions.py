@@ -149,5 +149,11 @@ def test_a_session_is_kept_as_a_list_and_read_back_from_either_form():
     assert isinstance(state, list) and session_end(state) == 70.0
     assert OpenSession.from_state(state) == session
     assert OpenSession.from_state(json.loads(json.dumps(state))) == session  # as a checkpoint holds it
+    bare = OpenSession(session_id="s2", source="web", anonymous_id="a2", user_id=None, start=1.0, end=1.0)
+    assert bare.to_state().count(None) >= 3  # no experiments, names or fired rules: nothing kept for them
+    restored = OpenSession.from_state(bare.to_state())
+    assert restored == bare and restored.experiments == {} and restored.fired == []
+    restored.fired.append("r")  # containers of their own, not shared defaults
+    assert OpenSession.from_state(bare.to_state()).fired == []
     earlier = dict(vars(session))  # what checkpoints written before held
     assert OpenSession.from_state(earlier) == session and session_end(earlier) == 70.0
