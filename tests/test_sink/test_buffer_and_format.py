@@ -1,4 +1,5 @@
 import io
+import json
 from datetime import datetime, timedelta, timezone
 
 import pyarrow.parquet as pq
@@ -50,3 +51,12 @@ def test_parquet_is_typed_and_zstd(event_factory):
     assert row["properties"] == '{"plan":"pro","n":2}'
     meta = pq.ParquetFile(io.BytesIO(data)).metadata
     assert meta.row_group(0).column(0).compression == "ZSTD"
+
+
+def test_json_columns_read_back_as_sent(event_factory):
+    properties = {"title": "Café – ½ price", "tags": ["a", None, 3.5e-7], "nested": {"ok": True, "n": 10**15}}
+    event = event_factory(timestamp=T0, properties=properties, context={"locale": "de-DE", "page": {"path": "/ü"}})
+    row = EVENTS_SPEC.row(event)
+    assert json.loads(row["properties"]) == properties
+    assert json.loads(row["context"]) == {"locale": "de-DE", "page": {"path": "/ü"}}
+    assert "Café" in row["properties"]  # UTF-8 text, not \u escapes
