@@ -45,7 +45,10 @@ def create_app(
     sources: SourceRegistry | None = None,
     now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
     clock: Callable[[], float] = time.monotonic,
+    lean_front: bool = True,
 ) -> FastAPI:
+    """The API app. ``lean_front=False`` leaves out the ASGI front, so the FastAPI routes serve the
+    collection paths too (they call the same pipeline; tests compare the two)."""
     sources = sources or SourceRegistry.from_settings(settings)
     metrics = IngestMetrics()
     pipeline = IngestPipeline(settings, producer, sources, metrics, now=now, clock=clock)
@@ -63,7 +66,8 @@ def create_app(
         lifespan=lifespan,
     )
     # Added first, so it runs inside the CORS middleware: collection answers get the same CORS headers.
-    app.add_middleware(LeanIngestRoutes, pipeline=pipeline, routes=ingest_routes())
+    if lean_front:
+        app.add_middleware(LeanIngestRoutes, pipeline=pipeline, routes=ingest_routes())
     # Preflights are answered for any origin some source accepts; each request is then
     # checked against its own source's origins.
     origins = sorted({o for s in sources.sources for o in s.allowed_origins})
