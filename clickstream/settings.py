@@ -43,10 +43,6 @@ class Settings(BaseSettings):
     # InitProducerId, so it is off by default and must be switched on for Kafka.
     kafka_idempotent_producer: bool = False
     produce_timeout_s: float = Field(5.0, gt=0, description="the API answers 503 past this")
-    api_producers: int = Field(
-        2, ge=1, le=16, description="Kafka producers per API worker, records spread over them by key "
-        "(each keeps one produce request in flight, so more of them carry more events per broker round trip)",
-    )
 
     # --- S3 and the lake -----------------------------------------------------
     s3_endpoint: str | None = Field(

@@ -7,13 +7,12 @@ import uvicorn
 from clickstream.logs import configure_logging
 from clickstream.settings import Settings
 from ingest_api.app import create_app
-from ingest_api.producer import KafkaEventProducer, ShardedEventProducer
+from ingest_api.producer import KafkaEventProducer
 
 
 def run(settings: Settings) -> None:
     configure_logging(settings.log_level, json_lines=True)
-    producer = ShardedEventProducer(lambda: KafkaEventProducer(settings), settings.api_producers)
-    app = create_app(settings, producer)
+    app = create_app(settings, KafkaEventProducer(settings))
     # Each request is logged once by the app, with its request id; uvicorn's access log would repeat it.
     uvicorn.run(app, host=settings.host, port=settings.api_port, log_level=settings.log_level.lower(),
                 access_log=False, log_config=None)

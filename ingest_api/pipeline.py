@@ -20,7 +20,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from clickstream.events import Event, RejectedEvent
 from clickstream.settings import Settings
@@ -32,7 +32,6 @@ from ingest_api.client import client_ip, parse_networks
 from ingest_api.enrich import Requester, build_event, parse_incoming
 from ingest_api.errors import IngestError, InvalidEvent, OriginNotAllowed, RateLimited, UnknownWriteKey
 from ingest_api.metrics import IngestMetrics
-from ingest_api.producer import EventProducer
 from ingest_api.ratelimit import RateLimiter
 
 log = logging.getLogger("clickstream.api")
@@ -50,6 +49,14 @@ def ingest_routes() -> dict[str, str | None]:
     routes.update({f"/v1/{short}": call_type for short, call_type in SHORT_NAMES.items()})
     routes.update({path: None for path in BATCH_PATHS})
     return routes
+
+
+class EventProducer(Protocol):
+    async def send_many(self, records: list[tuple[str, str, bytes]]) -> None: ...
+
+    async def ready(self, topic: str) -> bool: ...
+
+    async def stop(self) -> None: ...
 
 
 _ERROR_CODES = {400: "invalid_request", 401: "unauthorized", 403: "forbidden", 413: "payload_too_large",

@@ -1,12 +1,9 @@
-"""The Kafka adapter of the API: send events and wait until the broker acknowledged them."""
+"""The Kafka adapter of the API: send one event and wait until the broker acknowledged it."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import zlib
-from collections.abc import Callable
-from typing import Protocol
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -16,14 +13,6 @@ from clickstream.settings import Settings
 from ingest_api.errors import BrokerUnavailable
 
 log = logging.getLogger(__name__)
-
-
-class EventProducer(Protocol):
-    async def send_many(self, records: list[tuple[str, str, bytes]]) -> None: ...
-
-    async def ready(self, topic: str) -> bool: ...
-
-    async def stop(self) -> None: ...
 
 
 class KafkaEventProducer:
@@ -98,39 +87,3 @@ async def _quiet_stop(producer: AIOKafkaProducer) -> None:
         await asyncio.wait_for(producer.stop(), 5)
     except Exception as exc:  # stopping a broken producer may fail in many ways; nothing is lost here
         log.debug("producer stop: %r", exc)
-
-
-class ShardedEventProducer:
-    """Several producers, each record sent through the one its key picks.
-
-    An aiokafka producer keeps one produce request in flight per broker; behind a broker whose
-    acknowledgement takes 15-20 ms (Tansu writing to S3) the requests that arrive meanwhile wait
-    for the next round trip, so one producer bounds an API worker's single-event rate by its
-    batching, not by its CPU. With ``count`` producers, ``count`` requests are in flight. The
-    same key always takes the same producer, so the records of one device keep their order.
-    """
-
-    def __init__(self, make_producer: Callable[[], EventProducer], count: int):
-        if count < 1:
-            raise ValueError("a sharded producer needs at least one producer")
-        self._shards = [make_producer() for _ in range(count)]
-
-    def shard_of(self, key: str) -> int:
-        return zlib.crc32(key.encode()) % len(self._shards) if len(self._shards) > 1 else 0
-
-    async def send_many(self, records: list[tuple[str, str, bytes]]) -> None:
-        """Send every record through its key's producer; return once all were acknowledged."""
-        if len(self._shards) == 1 or len(records) == 1:
-            if records:
-                await self._shards[self.shard_of(records[0][1])].send_many(records)
-            return
-        by_shard: dict[int, list[tuple[str, str, bytes]]] = {}
-        for record in records:
-            by_shard.setdefault(self.shard_of(record[1]), []).append(record)
-        await asyncio.gather(*(self._shards[i].send_many(part) for i, part in by_shard.items()))
-
-    async def ready(self, topic: str) -> bool:
-        return all(await asyncio.gather(*(shard.ready(topic) for shard in self._shards)))
-
-    async def stop(self) -> None:
-        await asyncio.gather(*(shard.stop() for shard in self._shards))
