@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import gc
-
 import uvicorn
 
 from clickstream.logs import configure_logging
@@ -15,10 +13,6 @@ from ingest_api.producer import KafkaEventProducer
 def run(settings: Settings) -> None:
     configure_logging(settings.log_level, json_lines=True)
     app = create_app(settings, KafkaEventProducer(settings))
-    # What exists now (modules, models, the user-agent parser's tables) lives as long as the process:
-    # out of the cyclic GC's reach, the full collections that requests trigger stay short.
-    gc.collect()
-    gc.freeze()
     # Each request is logged once by the app, with its request id; uvicorn's access log would repeat it.
     uvicorn.run(app, host=settings.host, port=settings.api_port, log_level=settings.log_level.lower(),
                 access_log=False, log_config=None)
