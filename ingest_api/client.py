@@ -16,6 +16,7 @@ def parse_networks(cidrs: list[str]) -> list[IPNetwork]:
     return [ipaddress.ip_network(c, strict=False) for c in cidrs]
 
 
+@lru_cache(maxsize=4096)
 def _ip(text: str | None):
     try:
         return ipaddress.ip_address((text or "").strip())
@@ -45,8 +46,9 @@ def client_ip(peer: str | None, forwarded_for: str | None, trusted: list[IPNetwo
     return str(address)
 
 
+@lru_cache(maxsize=4096)
 def anonymize_ip(ip: str | None) -> str | None:
-    """Drop the host part: IPv4 to its /24, IPv6 to its /48."""
+    """Drop the host part: IPv4 to its /24, IPv6 to its /48. Cached: a visitor sends many events from one address."""
     address = _ip(ip)
     if address is None:
         return None

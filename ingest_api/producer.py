@@ -46,13 +46,15 @@ class KafkaEventProducer:
             return
         producer = await self._ensure_started()
 
-        async def enqueue_and_wait():
-            # Enqueue everything first so the records travel in few produce requests.
-            futures = [await producer.send(topic, value=value, key=key.encode()) for topic, key, value in records]
-            await asyncio.gather(*futures)
-
         try:
-            await asyncio.wait_for(enqueue_and_wait(), self._settings.produce_timeout_s)
+            # A timeout scope rather than wait_for(): no task per request on the single-event path.
+            async with asyncio.timeout(self._settings.produce_timeout_s):
+                # Enqueue everything first so the records travel in few produce requests.
+                futures = [await producer.send(topic, value=value, key=key.encode()) for topic, key, value in records]
+                if len(futures) == 1:
+                    await futures[0]
+                else:
+                    await asyncio.gather(*futures)
         except (KafkaError, OSError, asyncio.TimeoutError) as exc:
             log.warning("produce of %d records failed: %r", len(records), exc)
             # Start afresh next time: a producer that lost its broker may hold stale metadata.
