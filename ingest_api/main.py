@@ -14,5 +14,7 @@ def run(settings: Settings) -> None:
     configure_logging(settings.log_level, json_lines=True)
     app = create_app(settings, KafkaEventProducer(settings))
     # Each request is logged once by the app, with its request id; uvicorn's access log would repeat it.
+    # proxy_headers off: uvicorn would otherwise take the client address from X-Forwarded-For of
+    # any loopback peer, before the app's own rule (only CLICKSTREAM_TRUSTED_PROXIES are believed).
     uvicorn.run(app, host=settings.host, port=settings.api_port, log_level=settings.log_level.lower(),
-                access_log=False, log_config=None)
+                access_log=False, log_config=None, proxy_headers=False)

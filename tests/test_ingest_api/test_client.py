@@ -48,3 +48,15 @@ def test_anonymize_ip(ip, expected):
 def test_parse_user_agent(ua, browser, os, device, bot):
     parsed = parse_user_agent(ua)
     assert (parsed.browser, parsed.os, parsed.device_type, parsed.is_bot) == (browser, os, device, bot)
+
+
+def test_the_server_leaves_forwarded_headers_to_the_app(monkeypatch):
+    """uvicorn's own proxy-header handling would believe X-Forwarded-For from any loopback peer."""
+    import ingest_api.main as main
+    from clickstream.settings import Settings
+
+    seen = {}
+    monkeypatch.setattr(main.uvicorn, "run", lambda app, **kwargs: seen.update(kwargs))
+    monkeypatch.setattr(main, "configure_logging", lambda *a, **k: None)
+    main.run(Settings(_env_file=None))
+    assert seen["proxy_headers"] is False
