@@ -16,28 +16,19 @@ import pandas as pd
 
 from query.analyses import VISITOR, Range
 
-# Each part of the overview: its key columns, how its rows are ordered, and whether ``limit`` cuts it.
+# Each part of the overview: its key columns, its value columns, and the order of its rows
+# ("-" for descending). The query cuts the ranked parts to ``limit``; UNION ALL keeps no order.
 _PARTS = {
-    "over_time": (["bucket"], ["bucket"], False),
-    "sessions_over_time": (["bucket"], ["bucket"], False),
-    "top_pages": (["path"], ["-page_views", "path"], True),
-    "entry_pages": (["entry_page"], ["-sessions", "entry_page"], True),
-    "exit_pages": (["exit_page"], ["-sessions", "exit_page"], True),
-    "referrers": (["referrer_host"], ["-page_views", "referrer_host"], True),
-    "campaigns": (["utm_source", "utm_medium", "utm_campaign"], ["-sessions", "utm_campaign"], True),
-    "devices": (["device_type"], ["-visitors", "-events", "device_type"], True),
-    "browsers": (["browser"], ["-visitors", "-events", "browser"], True),
-}
-_VALUES = {
-    "over_time": ["events", "page_views", "visitors", "sessions"],
-    "sessions_over_time": ["sessions", "bounce_rate", "avg_session_s"],
-    "top_pages": ["page_views", "visitors"],
-    "entry_pages": ["sessions"],
-    "exit_pages": ["sessions"],
-    "referrers": ["page_views", "visitors"],
-    "campaigns": ["sessions", "visitors"],
-    "devices": ["visitors", "events"],
-    "browsers": ["visitors", "events"],
+    "over_time": (["bucket"], ["events", "page_views", "visitors", "sessions"], ["bucket"]),
+    "sessions_over_time": (["bucket"], ["sessions", "bounce_rate", "avg_session_s"], ["bucket"]),
+    "top_pages": (["path"], ["page_views", "visitors"], ["-page_views", "path"]),
+    "entry_pages": (["entry_page"], ["sessions"], ["-sessions", "entry_page"]),
+    "exit_pages": (["exit_page"], ["sessions"], ["-sessions", "exit_page"]),
+    "referrers": (["referrer_host"], ["page_views", "visitors"], ["-page_views", "referrer_host"]),
+    "campaigns": (["utm_source", "utm_medium", "utm_campaign"], ["sessions", "visitors"],
+                  ["-sessions", "utm_campaign"]),
+    "devices": (["device_type"], ["visitors", "events"], ["-visitors", "-events", "device_type"]),
+    "browsers": (["browser"], ["visitors", "events"], ["-visitors", "-events", "browser"]),
 }
 
 
@@ -140,16 +131,16 @@ def _assemble(rows: list[tuple]) -> dict:
             summary.update(sessions=named["sessions"], bounce_rate=named["bounce_rate"],
                            avg_session_s=named["avg_session_s"])
         else:
-            keys, _, _ = _PARTS[part]
+            keys, value_names, _ = _PARTS[part]
             if keys == ["bucket"]:
                 k1 = datetime.fromtimestamp(float(k1), timezone.utc)
             row = dict(zip(keys, (k1, k2, k3)))
-            row.update({name: named[name] for name in _VALUES[part]})
+            row.update({name: named[name] for name in value_names})
             by_part[part].append(row)
     result: dict = {"summary": summary}
-    for part, (keys, order, _) in _PARTS.items():
-        frame = pd.DataFrame(by_part[part], columns=keys + _VALUES[part])
-        for name in _VALUES[part]:
+    for part, (keys, value_names, order) in _PARTS.items():
+        frame = pd.DataFrame(by_part[part], columns=keys + value_names)
+        for name in value_names:
             if name not in ("bounce_rate", "avg_session_s"):
                 frame[name] = frame[name].astype("int64")
         if len(frame):
