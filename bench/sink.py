@@ -77,6 +77,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from benchkit import TICK, busy_ticks, process_tree  # bench/benchkit.py, beside this file
+
 # This file is bench/sink.py: as a script its folder comes first on sys.path and would shadow
 # the ``sink`` package it measures.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
@@ -104,41 +106,15 @@ assert SPEC.table == EVENTS
 
 # --- shared-machine accounting -----------------------------------------------------------------------
 
-_TICK = os.sysconf("SC_CLK_TCK")
-
-
-def _busy_ticks() -> int:
-    with open("/proc/stat") as f:
-        fields = [int(x) for x in f.readline().split()[1:]]
-    # user nice system idle iowait irq softirq steal ...
-    return fields[0] + fields[1] + fields[2] + fields[5] + fields[6] + fields[7]
-
-
 def _process_ticks(pid: int) -> int:
+    """user + system ticks of a process itself (benchkit.process_ticks adds its reaped children;
+    this script's figures were taken without them)."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             rest = f.read().rsplit(")", 1)[1].split()
         return int(rest[11]) + int(rest[12])  # utime + stime
     except (OSError, IndexError):
         return 0
-
-
-def _descendants(root: int) -> set[int]:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry))
-    found, todo = set(), [root]
-    while todo:
-        pid = todo.pop()
-        found.add(pid)
-        todo.extend(children.get(pid, ()))
-    return found
 
 
 NAMED: dict[str, int] = {}  # label -> pid of the processes whose CPU is reported by name
@@ -152,13 +128,13 @@ class CpuMeter:
         self.named = {**NAMED, **named}
 
     def __enter__(self) -> CpuMeter:
-        self.pids = _descendants(os.getpid())
-        self.start = time.monotonic(), _busy_ticks(), {p: _process_ticks(p) for p in self.pids}
+        self.pids = process_tree(os.getpid())
+        self.start = time.monotonic(), busy_ticks(), {p: _process_ticks(p) for p in self.pids}
         return self
 
     def refresh(self) -> None:
         """Count processes started since (e.g. the sink) from their start."""
-        for pid in _descendants(os.getpid()) - self.pids:
+        for pid in process_tree(os.getpid()) - self.pids:
             self.pids.add(pid)
             self.start[2][pid] = 0
 
@@ -166,8 +142,8 @@ class CpuMeter:
         self.refresh()
         t0, busy0, own0 = self.start
         seconds = max(time.monotonic() - t0, 1e-9)
-        used = {p: (_process_ticks(p) - own0.get(p, 0)) / _TICK / seconds for p in self.pids}
-        self.machine = (_busy_ticks() - busy0) / _TICK / seconds
+        used = {p: (_process_ticks(p) - own0.get(p, 0)) / TICK / seconds for p in self.pids}
+        self.machine = (busy_ticks() - busy0) / TICK / seconds
         self.ours = sum(used.values())
         self.others = max(0.0, self.machine - self.ours)
         self.by_name = {name: used.get(pid, 0.0) for name, pid in self.named.items()}
