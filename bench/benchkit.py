@@ -12,7 +12,9 @@ import asyncio
 import os
 import time
 from collections import defaultdict
+from collections.abc import Callable
 
+from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from clickstream.kafka import producer_config
@@ -103,6 +105,25 @@ def pct(values: list[float], q: float) -> float:
 
 
 # --- one Kafka hop -----------------------------------------------------------------------------
+
+async def reaction_receiver(port: int, clock: Callable[[], float]) -> tuple[web.AppRunner, dict[str, float]]:
+    """A webhook receiver at ``http://127.0.0.1:{port}/hook`` (the reactor's ``CLICKSTREAM_WEBHOOK_URL``)
+    and the time, by ``clock``, each reaction subject first arrived. Stop it with ``runner.cleanup()``."""
+    arrivals: dict[str, float] = {}
+
+    async def hook(request: web.Request) -> web.Response:
+        now = clock()
+        body = await request.json()
+        arrivals.setdefault(body.get("subject", ""), now)
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner, arrivals
+
 
 async def kafka_hop(settings: Settings, samples: int, rate: float, topic: str | None = None) -> list[float]:
     """Seconds from an aiokafka ``send`` (the services' producer settings) to a consumer's

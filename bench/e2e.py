@@ -102,7 +102,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from benchkit import TICK, busy_ticks, kafka_hop, load, pct, process_ticks, process_tree, vm_status
+from benchkit import (TICK, busy_ticks, kafka_hop, load, pct, process_ticks, process_tree, reaction_receiver,
+                      vm_status)
 
 # As a script this file's folder comes first on sys.path, where bench/query.py and bench/sink.py
 # would shadow the ``query`` and ``sink`` packages.
@@ -112,7 +113,6 @@ import aiohttp  # noqa: E402
 import httpx  # noqa: E402
 import pyarrow.fs as pafs  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
-from aiohttp import web  # noqa: E402
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa: E402
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # noqa: E402
 
@@ -513,19 +513,7 @@ async def one_run(args, rate: float, duration: float, label: str) -> Run:
         rules_file=workdir / "rules.yaml", webhook_url=f"http://127.0.0.1:{hook_port}/hook",
         flush_interval_s=args.flush_interval, topic_partitions=args.partitions,
     )
-    arrivals: dict[str, float] = {}
-
-    async def hook(request: web.Request) -> web.Response:
-        now = time.monotonic()
-        body = await request.json()
-        arrivals.setdefault(body.get("subject", ""), now)
-        return web.Response(text="ok")
-
-    app = web.Application()
-    app.router.add_post("/hook", hook)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", hook_port).start()
+    runner, arrivals = await reaction_receiver(hook_port, time.monotonic)
     stack = Stack(workdir, settings)
     try:
         print(f"\n== {label}: {rate:g} events/s for {duration:g} s; starting the stack in {workdir}; {load()} ==",

@@ -74,14 +74,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from benchkit import CpuMeter, kafka_hop, load, pct, process_tree, vm_status  # bench/benchkit.py, beside this file
+# bench/benchkit.py, beside this file
+from benchkit import CpuMeter, kafka_hop, load, pct, process_tree, reaction_receiver, vm_status
 
 # As a script this file's folder comes first on sys.path, where bench/query.py and bench/sink.py
 # would shadow the ``query`` and ``sink`` packages.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 import aiohttp  # noqa: E402
-from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from clickstream.events import Event
@@ -469,19 +469,7 @@ async def latency(args, settings: Settings, tmp: Path) -> None:
     s = fresh(settings, "lat", rules_file=rules, webhook_url=f"http://127.0.0.1:{hook_port}/hook",
               api_port=free_port(), reactor_port=free_port())
     await create_topics(s)
-    arrivals: dict[str, float] = {}
-
-    async def hook(request: web.Request) -> web.Response:
-        now = time.perf_counter()
-        body = await request.json(loads=loads)
-        arrivals.setdefault(body["subject"], now)
-        return web.Response(text="ok")
-
-    app = web.Application()
-    app.router.add_post("/hook", hook)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", hook_port).start()
+    runner, arrivals = await reaction_receiver(hook_port, time.perf_counter)
     procs = []
     try:
         for name, port, path in (("api", s.api_port, "/healthz"), ("processor", s.processor_port, "/health"),
