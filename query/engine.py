@@ -183,10 +183,12 @@ def refresh_views(con: duckdb.DuckDBPyConnection, settings: Settings, views: Vie
     the ones its view already reads is left as it is, and only new objects' footers are read.
     """
     root = _lake_root(settings)
+    redefined = False
     for table, schema in SCHEMAS.items():
         files = [row[0] for row in con.execute(live_files_sql(table_glob(root, table))).fetchall()]
         if views is not None and views.files.get(table) == files:
             continue  # the view already reads exactly these objects
+        redefined = True
         if files:
             groups = files_by_schema(con, files, None if views is None else views.signatures)
             union = " UNION ALL BY NAME ".join(_read_parquet(group) for group in groups)
@@ -199,7 +201,7 @@ def refresh_views(con: duckdb.DuckDBPyConnection, settings: Settings, views: Vie
             con.execute(f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM _empty_{table}")
         if views is not None:
             views.files[table] = files
-    if views is not None:  # forget the columns of objects compaction has retired
+    if views is not None and redefined:  # forget the columns of objects compaction has retired
         live = {f for files in views.files.values() for f in files}
         for gone in [f for f in views.signatures if f not in live]:
             del views.signatures[gone]
