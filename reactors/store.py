@@ -15,6 +15,7 @@ from clickstream.topics import Topics
 
 # How long a topic must stay quiet, past its reported end, to count as read.
 QUIET_S = 1.0
+QUIET_POLLS = 5  # empty fetches within the quiet time: a blocked event loop's second does not count
 
 
 async def read_to_end(settings: Settings, topic: str, *, timeout_s: float = 60.0) -> list[ConsumerRecord]:
@@ -32,12 +33,12 @@ async def read_to_end(settings: Settings, topic: str, *, timeout_s: float = 60.0
         ends = await consumer.end_offsets(partitions)
         records: list[ConsumerRecord] = []
         deadline = time.monotonic() + timeout_s
-        quiet_since = time.monotonic()
+        quiet_since, empty_polls = time.monotonic(), 0
         while True:
             # A broker may report end offsets behind its log (Tansu with its log on S3 does): past
             # the reported ends, reading goes on until the topic has stayed quiet for a moment.
             behind = [tp for tp in partitions if await consumer.position(tp) < ends[tp]]
-            if not behind and time.monotonic() - quiet_since >= QUIET_S:
+            if not behind and time.monotonic() - quiet_since >= QUIET_S and empty_polls >= QUIET_POLLS:
                 return records
             if time.monotonic() > deadline:
                 raise TimeoutError(f"reading {topic}: still behind its end on {behind} after {timeout_s:g} s")
@@ -45,7 +46,9 @@ async def read_to_end(settings: Settings, topic: str, *, timeout_s: float = 60.0
             for part in batch.values():
                 records.extend(part)
             if any(batch.values()):
-                quiet_since = time.monotonic()
+                quiet_since, empty_polls = time.monotonic(), 0
+            else:
+                empty_polls += 1
     finally:
         await consumer.stop()
 

@@ -18,6 +18,10 @@ from pydantic_core import from_json, to_json
 
 # How long a state partition must stay quiet, after its reported end, to count as read.
 QUIET_S = 1.0
+# ... and over this many empty fetches at least: while the worker loads several partitions side by
+# side, decoding one can hold the event loop for seconds, and a second of clock without a single
+# fetch in it is not a quiet topic (a restarted worker once stopped reading its checkpoints early).
+QUIET_POLLS = 5
 
 
 def encode(value: Any) -> bytes | None:
@@ -64,15 +68,18 @@ async def read_from(bootstrap_servers: str, topic: str, partition: int, offset: 
             consumer.seek(tp, offset)
         end = (await consumer.end_offsets([tp]))[tp]
         deadline = time.monotonic() + timeout_s
-        quiet_since = time.monotonic()
+        quiet_since, empty_polls = time.monotonic(), 0
         while time.monotonic() < deadline:
             batch = await consumer.getmany(tp, timeout_ms=200)
             records = batch.get(tp, [])
             for record in records:
                 take(record)
             if records:
-                quiet_since = time.monotonic()
-            elif await consumer.position(tp) >= end and time.monotonic() - quiet_since >= QUIET_S:
+                quiet_since, empty_polls = time.monotonic(), 0
+                continue
+            empty_polls += 1
+            if await consumer.position(tp) >= end and time.monotonic() - quiet_since >= QUIET_S \
+                    and empty_polls >= QUIET_POLLS:
                 break
         else:
             raise TimeoutError(f"reading {topic}[{partition}] took over {timeout_s:.0f} s")
