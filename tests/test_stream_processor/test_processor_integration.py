@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import threading
 
 import httpx
 import pytest
@@ -31,13 +32,64 @@ def stop(process) -> None:
             process.wait()
 
 
-def wait_ready(settings, process, log, port=None):
+def wait_ready(settings, process, log, port=None, alone=False):
+    """Until the worker's /health says it holds partitions with their state loaded; ``alone``: all of
+    them (a worker that joined a group still listing a killed member may first get only a share)."""
     url = f"http://127.0.0.1:{port or settings.processor_port}/health"
-    wait_until(lambda: process.poll() is not None or http_ok(url), 90, "the processor's /health")
-    assert process.poll() is None, log.read_text()[-3000:]
+    everything = list(range(settings.topic_partitions))
+    current = (lambda: process.process) if isinstance(process, Supervised) else (lambda: process)
+
+    def ready():
+        if current().poll() is not None or not http_ok(url):
+            return current().poll() is not None
+        try:
+            return not alone or httpx.get(url).json()["assigned"] == everything
+        except httpx.HTTPError:  # between a rebalance's steps
+            return False
+
+    try:
+        wait_until(ready, 90, "the processor's /health" + (" with every partition" if alone else ""))
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{worker_story(current(), log)}") from None
+    assert current().poll() is None, worker_story(current(), log)
 
 
-def check_sessions(records, stream):
+class Supervised:
+    """A worker restarted when it exits with 75, as ``clickstream up`` and compose restart it: the
+    code by which it gives up on a failed checkpoint, to resume from its saved state."""
+
+    def __init__(self, settings, log):
+        self.settings, self.log, self.restarts = settings, log, 0
+        self.process = start_processor(settings, log)
+        self._stopping = threading.Event()
+        self._watch = threading.Thread(target=self._keep_running, daemon=True)
+        self._watch.start()
+
+    def _keep_running(self) -> None:
+        while not self._stopping.wait(0.2):
+            if self.process.poll() == 75:
+                self.restarts += 1
+                self.process = start_processor(self.settings, self.log)
+
+    def story(self) -> str:
+        return f"restarted {self.restarts} times after exit 75; " + worker_story(self.process, self.log)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._watch.join()
+        stop(self.process)
+
+
+def worker_story(process, log, lines: int = 40) -> str:
+    """How the worker is doing, for a failure message: its exit status and the end of its log
+    without the debug lines (a failure in CI shows nothing else of it)."""
+    status = "running" if process.poll() is None else f"exited with {process.returncode}"
+    tail = [line[:300] for line in log.read_text(errors="replace").splitlines()
+            if "[DEBUG]" not in line and not line.startswith(("+", "|"))][-lines:]
+    return f"the worker is {status}; the end of its log:\n" + "\n".join(tail)
+
+
+def check_sessions(records, stream, story=lambda: ""):
     sessions = {}
     for r in records:
         s = SessionRecord.from_bytes(r.value)
@@ -45,7 +97,15 @@ def check_sessions(records, stream):
         assert s.session_id not in sessions, f"session {s.session_id} sent twice"
         sessions[s.session_id] = s
     expected = {session_id_for(*k.split("|")): v for k, v in stream.sessions.items()}
-    assert {k: (s.event_count, s.page_views) for k, s in sessions.items()} == expected
+    got = {k: (s.event_count, s.page_views) for k, s in sessions.items()}
+    missing = sorted(expected.keys() - got.keys())
+    extra = sorted(got.keys() - expected.keys())
+    wrong = sorted(k for k in expected.keys() & got.keys() if got[k] != expected[k])
+    # A short account rather than pytest's diff of two thousand-entry dicts, so the story fits.
+    assert not (missing or extra or wrong), (
+        f"of {len(expected)} sessions {len(missing)} missing (e.g. {missing[:3]}), {len(extra)} unexpected "
+        f"(e.g. {extra[:3]}), {len(wrong)} with other counts (e.g. {[(k, got[k], expected[k]) for k in wrong[:3]]})"
+        f"\n{story()}")
 
 
 def check_page_views(records, stream):
@@ -67,12 +127,13 @@ def read_outputs(read_topic, settings, stream, timeout=120):
     return sessions, events
 
 
-def check_each_output_once(read_topic, settings, stream):
+def check_each_output_once(read_topic, settings, stream, story=lambda: ""):
     """Every event forwarded once, every session and window once, with the known answers."""
     sessions, events = read_outputs(read_topic, settings, stream)
-    check_sessions(sessions, stream)
+    check_sessions(sessions, stream, story)
     forwarded = sorted(Event.from_bytes(r.value).event_id for r in events)
-    assert forwarded == sorted(set(e.event_id for e in stream.events))
+    expected = sorted(set(e.event_id for e in stream.events))
+    assert forwarded == expected, f"{len(forwarded)} events forwarded of {len(expected)}\n{story()}"
     wait_for_metrics(read_topic, settings, stream)
 
 
@@ -81,11 +142,11 @@ def test_known_answers_sessions_windows_and_dedup(settings_factory, read_topic, 
     stream = generate(seed=1)
     produce(settings, stream.events)
     log = tmp_path / "processor.log"
-    process = start_processor(settings, log)
+    worker = Supervised(settings, log)
     try:
-        wait_ready(settings, process, log)
+        wait_ready(settings, worker, log, alone=True)
         sessions, events = read_outputs(read_topic, settings, stream)
-        check_sessions(sessions, stream)
+        check_sessions(sessions, stream, worker.story)
         forwarded = [Event.from_bytes(r.value) for r in events]
         assert sorted(e.event_id for e in forwarded) == sorted(set(e.event_id for e in stream.events))
         assert all(e.session_id for e in forwarded)
@@ -105,7 +166,7 @@ def test_known_answers_sessions_windows_and_dedup(settings_factory, read_topic, 
             assert [(x["path"], x["count"]) for x in got] == expected
         assert httpx.get(url).status_code == 400
     finally:
-        stop(process)
+        worker.stop()
 
 
 def wait_for_metrics(read_topic, settings, stream):
@@ -136,9 +197,12 @@ def test_sigkill_mid_stream_gives_the_same_sessions_and_metrics(settings_factory
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
         assert out < len(set(e.event_id for e in stream.events)), "finished before the kill: use more events"
-        process = start_processor(settings, log)
-        wait_ready(settings, process, log)
-        check_each_output_once(read_topic, settings, stream)
+        worker = Supervised(settings, log)
+        try:
+            wait_ready(settings, worker, log, alone=True)
+            check_each_output_once(read_topic, settings, stream, worker.story)
+        finally:
+            worker.stop()
     finally:
         stop(process)
 
@@ -154,17 +218,17 @@ def test_stopped_between_sending_and_saving_sends_nothing_twice(settings_factory
     for point in ("outputs-sent:2", "merger-outputs-sent:1"):
         process = start_processor(settings, log, processor_failpoint=point)
         assert process.wait(120) == 70, log.read_text()[-3000:]
-    process = start_processor(settings, log)
+    worker = Supervised(settings, log)
     try:
-        wait_ready(settings, process, log)
-        check_each_output_once(read_topic, settings, stream)
+        wait_ready(settings, worker, log, alone=True)
+        check_each_output_once(read_topic, settings, stream, worker.story)
         text = log.read_text()
         found = [int(n) for n in re.findall(r"; (\d+) outputs sent before a restart", text)]
         assert any(found), "the restarted workers found nothing they had sent: the test tested nothing"
         merger = [int(n) for n in re.findall(r"merger: state loaded; (\d+) outputs", text)]
         assert any(merger), "the merger found no rows it had sent: the test tested nothing"
     finally:
-        stop(process)
+        worker.stop()
 
 
 def test_two_workers_split_the_partitions_and_give_the_same_totals(settings_factory, read_topic, tmp_path,
