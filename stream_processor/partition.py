@@ -2,8 +2,8 @@
 sessionize, close sessions and windows on the watermark, and evaluate the per-session rules.
 
 The Faust adapter (``app.py``) feeds events in offset order and sends what comes out; this
-module never touches Kafka. State is the visitors' map (handed in; Faust keeps it in a table
-with a changelog topic) and the partition's own state (watermark, open windows, offsets
+module never touches Kafka. State is the visitors' map (handed in, one :mod:`visitor_state` per
+device; the adapter keeps it in a compacted topic) and the partition's own state (watermark, open windows, offsets
 processed), which :meth:`checkpoint` and :meth:`restore` turn into JSON.
 """
 
@@ -20,6 +20,7 @@ from clickstream.events import Event
 from clickstream.reactions import Reaction
 from clickstream.sessions import SessionRecord
 from stream_processor import rules as r
+from stream_processor import visitor_state as vs
 from stream_processor.sessions import OpenSession, add_event, belongs_to, open_session, revenue_of, session_end, \
     session_key
 from stream_processor.windows import WindowAggregate, closes_through, counter_key, sketch_positions, window_start
@@ -55,11 +56,15 @@ class Output:
 
 
 class PartitionProcessor:
-    def __init__(self, partition: int, config: ProcessingConfig, visitors: MutableMapping[str, dict],
+    def __init__(self, partition: int, config: ProcessingConfig, visitors: MutableMapping[str, list | dict],
                  rules: Callable[[], r.RuleSet]):
+        """``visitors``: device key -> state (:mod:`visitor_state`), as read back from the state topic."""
         self.partition = partition
         self.config = config
-        self.visitors = visitors
+        for key, state in visitors.items():
+            if isinstance(state, dict):  # written by an earlier version
+                visitors[key] = vs.from_stored(state)
+        self.visitors: MutableMapping[str, list] = visitors
         self.rules = rules
         self.max_time: float | None = None
         self.watermark: float | None = None
@@ -106,16 +111,16 @@ class PartitionProcessor:
     def _rebuild_closing(self) -> None:
         timeout = self.config.session_timeout_s
         self._closing = [
-            (session_end(v["session"]) + timeout, k)
+            (session_end(v[vs.SESSION]) + timeout, k)
             for k, v in self.visitors.items()
-            if v.get("p") == self.partition and v.get("session")
+            if v[vs.PARTITION] == self.partition and v[vs.SESSION]
         ]
         heapq.heapify(self._closing)
         horizon = self.config.dedup_horizon_s
         self._forgetting = [
-            (max(s[0] for s in v["seen"].values()) + horizon, k)
+            (vs.latest_seen(v) + horizon, k)
             for k, v in self.visitors.items()
-            if v.get("p") == self.partition and not v.get("session") and v["seen"]
+            if v[vs.PARTITION] == self.partition and not v[vs.SESSION] and v[vs.SEEN]
         ]
         heapq.heapify(self._forgetting)
         self._update_next_due()
@@ -137,20 +142,19 @@ class PartitionProcessor:
             self.max_time = t
             out.extend(self.advance(t - self.config.lateness_s, now=now))
         key = session_key(event)
-        ref = f"{topic}:{offset}"
-        state = self.visitors.get(key) or {"p": self.partition, "seen": {}, "session": None}
-        seen = state["seen"]
-        if event.event_id in seen:
-            if seen[event.event_id][1] != ref:
+        state = self.visitors.get(key) or vs.new(self.partition)
+        seen = vs.seen_entry(state, event.event_id)
+        if seen is not None:
+            if seen[1] != offset:
                 self.stats["duplicates_dropped"] += 1
                 return out
             # The same record again, processed after the last checkpoint: the visitor's state
             # already holds it (it is written first), the windows and the forwarded event may not.
             self.stats["replayed_after_checkpoint"] += 1
-            self._count_in_windows(event, t, seen[event.event_id][2], opened=False)
-            out.events.append((key, event.model_copy(update={"session_id": seen[event.event_id][2]})))
+            self._count_in_windows(event, t, seen[2], opened=False)
+            out.events.append((key, event.model_copy(update={"session_id": seen[2]})))
             return out
-        session = OpenSession.from_state(state["session"]) if state["session"] else None
+        session = OpenSession.from_state(state[vs.SESSION]) if state[vs.SESSION] else None
         timeout = self.config.session_timeout_s
         opened = False
         standalone = None
@@ -175,10 +179,10 @@ class PartitionProcessor:
             self._close_session(standalone, out, now)
         else:
             out.reactions += self._session_rules(session, now)
-            state["session"] = session.to_state()
+            state[vs.SESSION] = session.to_state()
             heapq.heappush(self._closing, (session.end + timeout, key))
             self._next_due = min(self._next_due, session.end + timeout)
-        state["seen"] = self._remember(seen, event.event_id, t, ref, target.session_id)
+        vs.remember(state, event.event_id, t, offset, target.session_id, self.config.dedup_horizon_s)
         self.visitors[key] = state
         out.dirty.add(key)
         out.events.append((key, event.model_copy(update={"session_id": target.session_id})))
@@ -232,13 +236,13 @@ class PartitionProcessor:
         while self._closing and self._closing[0][0] <= watermark:
             close_at, key = heapq.heappop(self._closing)
             state = self.visitors.get(key)
-            if not state or not state.get("session") or session_end(state["session"]) + timeout != close_at:
+            if not state or not state[vs.SESSION] or session_end(state[vs.SESSION]) + timeout != close_at:
                 continue  # the session was extended (a newer entry is queued) or closed already
-            self._close_session(OpenSession.from_state(state["session"]), out, now)
-            state["session"] = None
+            self._close_session(OpenSession.from_state(state[vs.SESSION]), out, now)
+            state[vs.SESSION] = None
             self.visitors[key] = state
             out.dirty.add(key)
-            last = max(s[0] for s in state["seen"].values())
+            last = vs.latest_seen(state)
             heapq.heappush(self._forgetting, (last + self.config.dedup_horizon_s, key))
             self._next_due = min(self._next_due, last + self.config.dedup_horizon_s)
         # A visitor with no open session and nothing seen within the dedup horizon is forgotten,
@@ -246,8 +250,7 @@ class PartitionProcessor:
         while self._forgetting and self._forgetting[0][0] <= watermark:
             _, key = heapq.heappop(self._forgetting)
             state = self.visitors.get(key)
-            if state and not state.get("session") and \
-                    max(s[0] for s in state["seen"].values()) + self.config.dedup_horizon_s <= watermark:
+            if state and not state[vs.SESSION] and vs.latest_seen(state) + self.config.dedup_horizon_s <= watermark:
                 del self.visitors[key]
                 out.dirty.add(key)
         for size in self.config.window_sizes:
@@ -331,11 +334,3 @@ class PartitionProcessor:
                           conversion, revenue)
             if opened:
                 agg.counts[counter_key(m.SESSIONS_STARTED)] += 1
-
-    def _remember(self, seen: dict, event_id: str, t: float, ref: str, session_id: str) -> dict:
-        """Add an id to the visitor's seen ids, forgetting those a horizon behind the newest."""
-        latest = max(t, max((v[0] for v in seen.values()), default=t))
-        horizon = latest - self.config.dedup_horizon_s
-        kept = {k: v for k, v in seen.items() if v[0] >= horizon} if len(seen) > 64 else dict(seen)
-        kept[event_id] = [t, ref, session_id]
-        return kept
