@@ -76,7 +76,7 @@ def remember(state: list, event_id: str, t: float, offset: int, session_id: str,
 def _add(state: list, event_id: str, entry: list) -> None:
     seen = state[SEEN]
     if seen is None:
-        state[SEEN] = [event_id, *entry]
+        state[SEEN] = [event_id, entry[0], entry[1], entry[2]]  # a literal: [x, *y] over-allocates
     elif isinstance(seen, dict):
         seen[event_id] = entry
     else:

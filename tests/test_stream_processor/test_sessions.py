@@ -142,15 +142,19 @@ def test_a_worker_restored_with_nothing_new_to_read_still_closes_the_tail():
     assert closed.session_id == session_id_for("a1", "e1")
 
 
-def test_a_session_is_kept_as_a_list_and_read_back_from_either_form():
+def test_a_session_is_kept_as_a_tuple_and_read_back_from_any_form():
     session = OpenSession(session_id="s1", source="web", anonymous_id="a1", user_id=None, start=10.0, end=70.0,
                           event_count=3, entry_path="/", experiments={"exp": "b"}, event_names=["Signup"])
     state = session.to_state()
-    assert isinstance(state, list) and session_end(state) == 70.0
+    assert isinstance(state, tuple) and session_end(state) == 70.0
     assert OpenSession.from_state(state) == session
     assert OpenSession.from_state(json.loads(json.dumps(state))) == session  # as a checkpoint holds it
     bare = OpenSession(session_id="s2", source="web", anonymous_id="a2", user_id=None, start=1.0, end=1.0)
-    assert bare.to_state().count(None) >= 3  # no experiments, names or fired rules: nothing kept for them
+    # Nothing is kept after the last value that is not a default (no counts, paths, experiments...).
+    assert bare.to_state() == ("s2", "web", "a2", None, 1.0, 1.0)
+    converted = OpenSession(session_id="s3", source="web", anonymous_id="a3", user_id=None, start=1.0, end=1.0,
+                            converted=True)
+    assert converted.to_state()[-1] is True and OpenSession.from_state(list(converted.to_state())) == converted
     restored = OpenSession.from_state(bare.to_state())
     assert restored == bare and restored.experiments == {} and restored.fired == []
     restored.fired.append("r")  # containers of their own, not shared defaults
