@@ -3,8 +3,8 @@ sessionize, close sessions and windows on the watermark, and evaluate the per-se
 
 The Faust adapter (``app.py``) feeds events in offset order and sends what comes out; this
 module never touches Kafka. State is the visitors' map (handed in, one :mod:`visitor_state` per
-device; the adapter keeps it in a compacted topic) and the partition's own state (watermark, open windows, offsets
-processed), which :meth:`checkpoint` and :meth:`restore` turn into JSON.
+device; the adapter keeps it in a compacted topic) and the partition's own state (watermark,
+open windows, offsets processed), which :meth:`checkpoint` and :meth:`restore` turn into JSON.
 """
 
 from __future__ import annotations

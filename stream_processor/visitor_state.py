@@ -31,17 +31,16 @@ def from_stored(value: Any) -> list:
     """A state as read back from the state topic, in the current form."""
     if not isinstance(value, dict):
         return value
-    seen = {event_id: [t, _offset(ref), session_id] for event_id, (t, ref, session_id) in value["seen"].items()}
     state = new(value["p"])
     state[SESSION] = value.get("session")
-    for event_id, entry in seen.items():
-        _add(state, event_id, entry)
+    for event_id, (t, ref, session_id) in value["seen"].items():
+        _add(state, event_id, [t, _offset(ref), session_id])
     return state
 
 
 def _offset(ref: int | str) -> int:
     """An offset; earlier versions kept "topic:offset" (a processor reads one input topic)."""
-    return ref if isinstance(ref, int) else int(str(ref).rsplit(":", 1)[1])
+    return ref if isinstance(ref, int) else int(ref.rsplit(":", 1)[1])
 
 
 def seen_entry(state: list, event_id: str) -> list | None:
