@@ -12,8 +12,7 @@ a retried upload of the same rows rewrites the same object instead of adding one
 from __future__ import annotations
 
 import functools
-import math
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pyarrow as pa
 
@@ -133,23 +132,41 @@ SCHEMAS: dict[str, pa.Schema] = {
 }
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_HOUR = timedelta(hours=1)
+HOUR_US = 3_600_000_000  # microseconds in an hour, for timestamps held as integers (Arrow, Parquet)
+
+
+def epoch_hour(event_time: datetime) -> int:
+    """Hours since 1970-01-01 UTC of the hour ``event_time`` falls in (naive times are UTC).
+
+    Exact integer arithmetic, so it agrees with ``µs // HOUR_US`` on the same instant in an Arrow
+    column: a float of seconds can round the last microsecond before an hour into the next.
+    """
+    if event_time.tzinfo is None:
+        event_time = event_time.replace(tzinfo=timezone.utc)
+    return (event_time - _EPOCH) // _HOUR
+
+
 def partition_prefix(table: str, event_time: datetime) -> str:
     """The Hive partition folder an event-time belongs to, e.g. ``events/dt=2026-11-27/hour=09``."""
     # Per record in the sink: formatting the date costs more than finding the hour it falls in.
-    return _hour_prefix(table, math.floor(event_time.timestamp() / 3600))
+    return hour_prefix(table, epoch_hour(event_time))
 
 
 @functools.lru_cache(maxsize=4096)
-def _hour_prefix(table: str, epoch_hour: int) -> str:
+def hour_prefix(table: str, epoch_hour: int) -> str:
+    """The Hive partition folder of an hour given as :func:`epoch_hour`."""
     t = datetime.fromtimestamp(epoch_hour * 3600, timezone.utc)
     return f"{table}/dt={t:%Y-%m-%d}/hour={t:%H}"
 
 
 def object_key(table: str, event_time: datetime, partition: int, first_offset: int, last_offset: int) -> str:
-    return (
-        f"{partition_prefix(table, event_time)}/"
-        f"{table}-p{partition}-{first_offset}-{last_offset}.parquet"
-    )
+    return hour_object_key(table, epoch_hour(event_time), partition, first_offset, last_offset)
+
+
+def hour_object_key(table: str, epoch_hour: int, partition: int, first_offset: int, last_offset: int) -> str:
+    return f"{hour_prefix(table, epoch_hour)}/{table}-p{partition}-{first_offset}-{last_offset}.parquet"
 
 
 def table_glob(root: str, table: str) -> str:

@@ -23,12 +23,12 @@ from aiokafka.errors import CommitFailedError, IllegalStateError
 from pydantic import ValidationError
 
 from clickstream.health import start_health_server
-from clickstream.lake import partition_prefix
+from clickstream.lake import hour_prefix
 from clickstream.settings import Settings
 from clickstream.topics import Topics
 from sink.buffer import PartitionBuffer
 from sink.destination import DestinationUnavailable, LakeDestination
-from sink.parquet import encode, plan_objects
+from sink.parquet import Decoded, decode_records, encode, plan
 from sink.repeats import RecentIds, window_start
 from sink.stored import StoredOffsets
 from sink.tables import TableSpec, by_topic
@@ -81,33 +81,38 @@ class LakeSink:
             self.recent.pop(tp, None)
 
     async def add(self, record) -> None:
+        """Buffer a record as it came; it is decoded with the rest of its flush (parquet.decode_records)."""
         tp = TopicPartition(record.topic, record.partition)
         self.positions[tp] = record.offset + 1
-        spec = self.tables[record.topic]
-        try:
-            decoded = spec.decode(record.value)
-        except ValidationError as exc:
-            # Only our own services write these topics; keep the record in Kafka and say so.
-            self.stats["undecodable"] += 1
-            log.error("undecodable record %s %s@%s: %s", record.topic, record.partition, record.offset, exc)
-            return
-        if spec.identity is not None:
-            recent = self.recent.get(tp)
-            if recent is None:
-                recent = self.recent[tp] = await self._recent_before(tp, record.offset, spec)
-            if recent.is_repeat(spec.identity(decoded), record.offset):
-                self.stats["repeats_dropped"] += 1
-                return
-        prefix = partition_prefix(spec.table, spec.partition_time(decoded))
-        stored = self.stored[spec.table]
-        await self._load_stored(stored, prefix)
-        if stored.contains(prefix, record.partition, record.offset):
-            self.stats["skipped_already_stored"] += 1
-            return
         buffer = self.buffers.get(tp)
         if buffer is None:
             buffer = self.buffers[tp] = PartitionBuffer(opened_at=time.monotonic())
-        buffer.add(record.offset, decoded, len(record.value))
+        buffer.add(record.offset, record.value, len(record.value))
+
+    async def _rows_to_store(self, tp: TopicPartition, spec: TableSpec, decoded: Decoded) -> list[int]:
+        """The rows of a flush that go to the lake, in offset order: not a repeat of a record among
+        the partition's previous ones (repeats.py) and not already in the lake (stored.py)."""
+        recent = None
+        if decoded.ids is not None:
+            recent = self.recent.get(tp)
+            if recent is None:
+                recent = self.recent[tp] = await self._recent_before(tp, decoded.offsets[0], spec)
+        stored = self.stored[spec.table]
+        keep: list[int] = []
+        hour = prefix = None
+        for i, offset in enumerate(decoded.offsets):
+            if recent is not None and recent.is_repeat(decoded.ids[i], offset):
+                self.stats["repeats_dropped"] += 1
+                continue
+            if decoded.hours[i] != hour:
+                hour = decoded.hours[i]
+                prefix = hour_prefix(spec.table, hour)
+                await self._load_stored(stored, prefix)
+            if stored.contains(prefix, tp.partition, offset):
+                self.stats["skipped_already_stored"] += 1
+                continue
+            keep.append(i)
+        return keep
 
     async def _recent_before(self, tp: TopicPartition, offset: int, spec: TableSpec) -> RecentIds:
         """The ids of the records before ``offset`` that decide whether the next ones are repeats."""
@@ -148,14 +153,21 @@ class LakeSink:
     async def _flush(self, tp: TopicPartition, buffer: PartitionBuffer) -> None:
         spec: TableSpec = self.tables[tp.topic]
         stored = self.stored[spec.table]
-        for obj in plan_objects(spec, tp.partition, buffer.records):
-            data = encode(obj)
+        # Decoding and encoding run off the event loop, so the consumer keeps fetching meanwhile.
+        decoded = await asyncio.to_thread(decode_records, spec, buffer.records)
+        for offset, why in decoded.undecodable:
+            # Only our own services write these topics; keep the record in Kafka and say so.
+            self.stats["undecodable"] += 1
+            log.error("undecodable record %s %s@%s: %s", tp.topic, tp.partition, offset, why)
+        keep = await self._rows_to_store(tp, spec, decoded) if decoded.offsets else []
+        for obj in plan(spec, tp.partition, decoded, keep):
+            data = await asyncio.to_thread(encode, obj)
             await asyncio.to_thread(self._retrying, "upload", lambda: self.destination.put(obj.key, data))
             await self._load_stored(stored, obj.hour_prefix)
             stored.add(obj.hour_prefix, tp.partition, obj.first_offset, obj.last_offset)
             self.stats["objects"] += 1
-            self.stats[f"rows.{spec.table}"] += len(obj.rows)
-            log.info("wrote %s (%d rows)", obj.key, len(obj.rows))
+            self.stats[f"rows.{spec.table}"] += obj.num_rows
+            log.info("wrote %s (%d rows)", obj.key, obj.num_rows)
         self.last_flush_at = time.time()
         if self.buffers.get(tp) is not buffer:
             # Revoked while uploading: the partition's next owner finds these objects and skips their records.

@@ -37,7 +37,7 @@ def test_objects_are_split_by_event_hour_and_named_by_offsets(event_factory):
         "events/dt=2026-11-27/hour=09/events-p2-10-12.parquet",
         "events/dt=2026-11-27/hour=10/events-p2-11-13.parquet",
     }
-    assert sum(len(o.rows) for o in objects.values()) == 4
+    assert sum(o.num_rows for o in objects.values()) == 4
 
 
 def test_parquet_is_typed_and_zstd(event_factory):

@@ -1,0 +1,104 @@
+"""The sink's flush without Kafka or S3: which rows it writes, what it commits, and a partition
+revoked while its flush uploads (the upload completes, nothing is committed for it, and its next
+owner skips the records these objects hold)."""
+
+import asyncio
+from collections import namedtuple
+from datetime import datetime, timezone
+
+import pytest
+from aiokafka import TopicPartition
+
+from clickstream.events import Event
+from clickstream.settings import Settings
+from clickstream.topics import Topics
+from sink.main import LakeSink
+
+Record = namedtuple("Record", "topic partition offset value")
+
+
+class Consumer:
+    def __init__(self):
+        self.commits = []
+
+    async def commit(self, offsets):
+        self.commits.append(offsets)
+
+
+class RevokingLake:
+    """Stores objects in memory; the first upload revokes the partition, as a rebalance would."""
+
+    def __init__(self):
+        self.objects, self.sink, self.revoke = {}, None, None
+
+    def list_keys(self, prefix):
+        return [k for k in self.objects if k.startswith(prefix)]
+
+    def put(self, key, data):
+        self.objects[key] = data
+        if self.revoke:
+            self.sink.drop([self.revoke])
+            self.revoke = None
+
+
+def test_a_partition_revoked_during_its_upload_is_not_committed():
+    settings = Settings(_env_file=None, flush_interval_s=1)
+    topic = Topics.from_settings(settings).events
+    consumer, lake = Consumer(), RevokingLake()
+    sink = lake.sink = LakeSink(settings, consumer, lake)
+    now = datetime.now(timezone.utc)
+    events = [Event(event_id=f"e{i}", type="page", anonymous_id="a", timestamp=now, received_at=now, source="demo")
+              for i in range(3)]
+    lake.revoke = TopicPartition(topic, 0)
+
+    async def run():
+        for offset, event in enumerate(events):
+            await sink.add(Record(topic, 0, offset, event.to_bytes()))
+        await sink.add(Record(topic, 1, 0, events[0].model_copy(update={"event_id": "x"}).to_bytes()))
+        await sink.flush_due(force=True)
+
+    asyncio.run(run())
+    assert len(lake.objects) == 2  # both partitions' objects written
+    assert consumer.commits == [{TopicPartition(topic, 1): 1}]  # only the partition still owned
+    assert TopicPartition(topic, 0) not in sink.buffers
+
+
+@pytest.mark.parametrize("broken", [False, True], ids=["vectorised", "per-record"])
+def test_a_flush_keeps_each_record_once_and_names_what_it_cannot_decode(broken):
+    """Repeats and rows an earlier run stored in one flush, decoded in one step or, with an
+    undecodable record among them, record by record."""
+    import io
+
+    import pyarrow.parquet as pq
+
+    settings = Settings(_env_file=None, flush_interval_s=1)
+    topic = Topics.from_settings(settings).events
+    consumer, lake = Consumer(), RevokingLake()
+    sink = LakeSink(settings, consumer, lake)
+    nine = datetime(2026, 11, 27, 9, 59, 59, 999999, tzinfo=timezone.utc)
+    ten = datetime(2026, 11, 27, 10, 0, tzinfo=timezone.utc)
+
+    def event(i, t):
+        return Event(event_id=f"e{i}", type="page", anonymous_id="a", timestamp=t, received_at=t, source="demo")
+
+    # An earlier run stored offsets 0-1 of hour 09 and did not commit.
+    lake.objects["events/dt=2026-11-27/hour=09/events-p0-0-1.parquet"] = b""
+    values = [event(0, nine), event(1, nine), event(2, ten), event(0, nine), event(3, nine), event(2, ten)]
+    values = [v.to_bytes() for v in values]
+    if broken:
+        values.insert(4, b'{"event_id": "broken"}')
+
+    async def run():
+        for offset, value in enumerate(values):
+            await sink.add(Record(topic, 0, offset, value))
+        await sink.flush_due(force=True)
+
+    asyncio.run(run())
+    written = {key: pq.read_table(io.BytesIO(data)).column("event_id").to_pylist()
+               for key, data in lake.objects.items() if data}
+    e3 = 5 if broken else 4
+    assert written == {"events/dt=2026-11-27/hour=10/events-p0-2-2.parquet": ["e2"],
+                       f"events/dt=2026-11-27/hour=09/events-p0-{e3}-{e3}.parquet": ["e3"]}
+    assert (sink.stats["skipped_already_stored"], sink.stats["repeats_dropped"]) == (2, 2)
+    assert sink.stats["undecodable"] == int(broken)
+    assert consumer.commits == [{TopicPartition(topic, 0): len(values)}]
