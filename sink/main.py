@@ -45,9 +45,11 @@ class LakeSink:
         self.destination = destination
         self.tables = by_topic(Topics.from_settings(settings))
         self.buffers: dict[TopicPartition, PartitionBuffer] = {}
-        # Next offset to read per partition: every record before it is buffered or already stored.
-        self.positions: dict[TopicPartition, int] = {}
         self.committed: dict[TopicPartition, int] = {}
+        # At most one flush runs at a time, in the background while the consumer reads on: a
+        # partition's objects and commits stay in offset order, and memory stays bounded.
+        self._flushing: asyncio.Task | None = None
+        self._owned_since: dict[TopicPartition, int] = {}  # bumped when a partition is revoked
         self.stored = {spec.table: StoredOffsets(spec.table, self._list_keys) for spec in self.tables.values()}
         self.recent: dict[TopicPartition, RecentIds] = {}  # ids of each partition's last records (repeats.py)
         self.stats: Counter[str] = Counter()
@@ -76,14 +78,13 @@ class LakeSink:
         """Forget buffers of partitions this sink no longer owns: they were not committed, the next owner re-reads."""
         for tp in partitions:
             self.buffers.pop(tp, None)
-            self.positions.pop(tp, None)
             self.committed.pop(tp, None)
             self.recent.pop(tp, None)
+            self._owned_since[tp] = self._owned_since.get(tp, 0) + 1
 
     async def add(self, record) -> None:
         """Buffer a record as it came; it is decoded with the rest of its flush (parquet.decode_records)."""
         tp = TopicPartition(record.topic, record.partition)
-        self.positions[tp] = record.offset + 1
         buffer = self.buffers.get(tp)
         if buffer is None:
             buffer = self.buffers[tp] = PartitionBuffer(opened_at=time.monotonic())
@@ -138,19 +139,29 @@ class LakeSink:
         return recent
 
     async def flush_due(self, *, force: bool = False) -> None:
+        """Start the flush of each buffer that is due (all, with ``force``, and wait for them)."""
+        await self._flush_finished(wait=False)
         now = time.monotonic()
         for tp, buffer in list(self.buffers.items()):
             due = buffer.is_due(
                 now, max_age_s=self.settings.flush_interval_s, max_bytes=self.settings.flush_max_bytes
             )
             if buffer.records and (force or due):
-                await self._flush(tp, buffer)
-        # Partitions whose records were all skipped or undecodable: move their committed offset on too.
-        for tp, position in list(self.positions.items()):
-            if tp not in self.buffers and self.committed.get(tp) != position:
-                await self._commit(tp, position)
+                await self._flush_finished(wait=True)
+                # Records that arrive from now on start a new buffer.
+                del self.buffers[tp]
+                self._flushing = asyncio.ensure_future(self._flush(tp, buffer, self._owned_since.get(tp, 0)))
+        if force:
+            await self._flush_finished(wait=True)
 
-    async def _flush(self, tp: TopicPartition, buffer: PartitionBuffer) -> None:
+    async def _flush_finished(self, *, wait: bool) -> None:
+        """Wait for the flush in progress (if ``wait``); a flush that failed raises here."""
+        task = self._flushing
+        if task is not None and (wait or task.done()):
+            self._flushing = None
+            await task
+
+    async def _flush(self, tp: TopicPartition, buffer: PartitionBuffer, owned_since: int) -> None:
         spec: TableSpec = self.tables[tp.topic]
         stored = self.stored[spec.table]
         # Decoding and encoding run off the event loop, so the consumer keeps fetching meanwhile.
@@ -169,11 +180,12 @@ class LakeSink:
             self.stats[f"rows.{spec.table}"] += obj.num_rows
             log.info("wrote %s (%d rows)", obj.key, obj.num_rows)
         self.last_flush_at = time.time()
-        if self.buffers.get(tp) is not buffer:
-            # Revoked while uploading: the partition's next owner finds these objects and skips their records.
+        if self._owned_since.get(tp, 0) != owned_since:
+            # Revoked while uploading: the partition's next owner finds these objects and skips their
+            # records. The repeats window this flush filled is not this sink's to keep.
+            self.recent.pop(tp, None)
             return
-        del self.buffers[tp]
-        await self._commit(tp, self.positions[tp])
+        await self._commit(tp, buffer.last_offset + 1)
 
     async def _commit(self, tp: TopicPartition, offset: int) -> None:
         try:
@@ -188,6 +200,7 @@ class LakeSink:
         return {
             "status": "ok",
             "buffered_rows": sum(len(b.records) for b in self.buffers.values()),
+            "flushing": self._flushing is not None and not self._flushing.done(),
             "last_flush_at": self.last_flush_at,
             **self.stats,
         }

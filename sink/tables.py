@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,6 +26,12 @@ def _json(value: Any) -> str:
     # pydantic-core's encoder: the same compact JSON as json.dumps(separators=(",", ":")) for the
     # JSON values these columns hold, five times faster (non-ASCII text stays UTF-8, not \u-escaped).
     return to_json(value, fallback=str).decode()
+
+
+def _whole_record(record: BaseModel) -> str:
+    # A record without an id of its own: a retried produce leaves byte-identical copies, while two
+    # rejections differ at least in their receive time, so the record itself is its identity.
+    return hashlib.blake2b(record.model_dump_json().encode(), digest_size=16).hexdigest()
 
 
 def model_row(schema: pa.Schema, json_columns: tuple[str, ...] = (), renames: dict[str, str] | None = None):
@@ -79,7 +86,8 @@ TABLES: tuple[TableSpec, ...] = (
               model_row(lake.EVENTS_SCHEMA, _EVENT_JSON_COLUMNS), lake.EVENTS_SCHEMA,
               lambda e: e.event_id, _events_decoder, "timestamp", "event_id"),
     TableSpec(lake.INVALID_EVENTS, lambda t: t.invalid, RejectedEvent.from_bytes, lambda r: r.received_at,
-              model_row(lake.INVALID_EVENTS_SCHEMA, renames={"batch_index": "index"}), lake.INVALID_EVENTS_SCHEMA),
+              model_row(lake.INVALID_EVENTS_SCHEMA, renames={"batch_index": "index"}), lake.INVALID_EVENTS_SCHEMA,
+              _whole_record),
     TableSpec(lake.SESSIONS, lambda t: t.sessions, SessionRecord.from_bytes, lambda s: s.session_start,
               model_row(lake.SESSIONS_SCHEMA, ("experiments",)), lake.SESSIONS_SCHEMA, lambda s: s.session_id),
     TableSpec(lake.METRICS, lambda t: t.metrics, MetricRow.from_bytes, lambda m: m.window_start,

@@ -102,3 +102,98 @@ def test_a_flush_keeps_each_record_once_and_names_what_it_cannot_decode(broken):
     assert (sink.stats["skipped_already_stored"], sink.stats["repeats_dropped"]) == (2, 2)
     assert sink.stats["undecodable"] == int(broken)
     assert consumer.commits == [{TopicPartition(topic, 0): len(values)}]
+
+
+class SlowLake(RevokingLake):
+    def __init__(self, delay_s=0.2):
+        super().__init__()
+        self.delay_s = delay_s
+
+    def put(self, key, data):
+        import time
+
+        time.sleep(self.delay_s)
+        super().put(key, data)
+
+
+def test_records_read_while_a_flush_uploads_go_to_the_next_flush_and_commits_keep_their_order():
+    settings = Settings(_env_file=None, flush_interval_s=1)
+    topic = Topics.from_settings(settings).events
+    consumer, lake = Consumer(), SlowLake()
+    sink = LakeSink(settings, consumer, lake)
+    now = datetime.now(timezone.utc)
+    values = [Event(event_id=f"e{i}", type="page", anonymous_id="a", timestamp=now, received_at=now,
+                    source="demo").to_bytes() for i in range(6)]
+    tp = TopicPartition(topic, 0)
+
+    async def run():
+        for offset in range(3):
+            await sink.add(Record(topic, 0, offset, values[offset]))
+        await sink.flush_due(force=False)  # not due yet: nothing starts
+        assert sink._flushing is None
+        sink.buffers[tp].opened_at -= 60
+        await sink.flush_due()  # due: starts in the background and returns
+        assert sink.status()["flushing"] and consumer.commits == []
+        for offset in range(3, 6):
+            await sink.add(Record(topic, 0, offset, values[offset]))
+        assert sink.status()["buffered_rows"] == 3
+        await sink.flush_due(force=True)
+
+    asyncio.run(run())
+    assert consumer.commits == [{tp: 3}, {tp: 6}]
+    assert sorted(lake.objects) == [k.format(d=now) for k in ("events/dt={d:%Y-%m-%d}/hour={d:%H}/events-p0-0-2.parquet",
+                                                              "events/dt={d:%Y-%m-%d}/hour={d:%H}/events-p0-3-5.parquet")]
+
+
+def test_a_failed_background_flush_stops_the_sink():
+    settings = Settings(_env_file=None, flush_interval_s=1)
+    topic = Topics.from_settings(settings).events
+    consumer = Consumer()
+
+    class BrokenLake(RevokingLake):
+        def put(self, key, data):
+            raise RuntimeError("disk on fire")
+
+    sink = LakeSink(settings, consumer, BrokenLake())
+    now = datetime.now(timezone.utc)
+    value = Event(event_id="e", type="page", anonymous_id="a", timestamp=now, received_at=now, source="demo").to_bytes()
+
+    async def run():
+        await sink.add(Record(topic, 0, 0, value))
+        sink.buffers[TopicPartition(topic, 0)].opened_at -= 60
+        await sink.flush_due()
+        await asyncio.sleep(0.5)
+        await sink.flush_due()
+
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        asyncio.run(run())
+    assert consumer.commits == []
+
+
+def test_a_rejected_event_left_twice_by_a_retried_produce_is_stored_once():
+    import io
+
+    import pyarrow.parquet as pq
+
+    from clickstream.events import RejectedEvent
+
+    settings = Settings(_env_file=None, flush_interval_s=1)
+    topic = Topics.from_settings(settings).invalid
+    consumer, lake = Consumer(), RevokingLake()
+    sink = LakeSink(settings, consumer, lake)
+    t = datetime(2026, 11, 27, 9, 30, tzinfo=timezone.utc)
+    first = RejectedEvent(received_at=t, source="web", reason="no event name", payload="{}", endpoint="batch",
+                          index=0, request_id="r1")
+    # The same call rejected again a microsecond later (a client's retry) is another rejection.
+    again = first.model_copy(update={"received_at": t.replace(microsecond=1)})
+    values = [first.to_bytes(), first.to_bytes(), again.to_bytes()]
+
+    async def run():
+        for offset, value in enumerate(values):
+            await sink.add(Record(topic, 0, offset, value))
+        await sink.flush_due(force=True)
+
+    asyncio.run(run())
+    [data] = lake.objects.values()
+    assert pq.read_table(io.BytesIO(data)).column("received_at").to_pylist() == [first.received_at, again.received_at]
+    assert sink.stats["repeats_dropped"] == 1
