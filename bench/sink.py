@@ -275,14 +275,17 @@ async def produce(settings: Settings, topic: str, events: list[Event], batch_byt
     return Produced(placed, ends, time.perf_counter() - start, size)
 
 
-async def consume_all(settings: Settings, topic: str, ends: dict[int, int], decode: bool) -> tuple[int, float]:
-    """Read the topic from the start to ``ends`` with a plain consumer (the sink's fetch defaults)."""
+async def consume_all(settings: Settings, topic: str, ends: dict[int, int], decode: bool,
+                      also: tuple[str, ...] = ()) -> tuple[int, float]:
+    """Read the topic from the start to ``ends`` with a plain consumer (the sink's fetch defaults);
+    ``also``: other topics whose partitions the consumer is assigned too, as the sink is."""
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None,
                                 enable_auto_commit=False, auto_offset_reset="earliest")
     await consumer.start()
     try:
         tps = [TopicPartition(topic, p) for p in ends]
-        consumer.assign(tps)
+        others = [TopicPartition(t, p) for t in also for p in range(settings.topic_partitions)]
+        consumer.assign(tps + others)
         await consumer.seek_to_beginning(*tps)
         count, start = 0, time.perf_counter()
         positions = {p: 0 for p in ends}
@@ -582,6 +585,7 @@ class Rep:
     free: BaselineRun | None = None
     consume: tuple[int, float, CpuMeter] | None = None
     decode: tuple[int, float, CpuMeter] | None = None
+    wide: tuple[int, float, CpuMeter] | None = None
     order: list[str] = field(default_factory=list)
 
 
@@ -611,7 +615,8 @@ async def measure(args, settings: Settings, tmp: Path) -> None:
             print(f"  {step:<32} {us:7.1f} us/row  ({1e6 / us:>9,.0f} rows/s on one core)")
 
     reps: list[Rep] = []
-    names = ["sink", "pyarrow", "sink-no-kafka", "consume", "consume+decode"]
+    names = ["sink", "pyarrow", "sink-no-kafka", "consume", "consume+decode", "consume-5-topics"]
+    sink_topics = [topics.events, topics.invalid, topics.sessions, topics.metrics, topics.reactions]
     print(f"\n{'rep':>3}  {'target':<15} {'rows/s':>9} {'seconds':>8} {'other CPU':>9}  notes", flush=True)
     for r in range(args.repeat):
         rep = Rep()
@@ -654,9 +659,11 @@ async def measure(args, settings: Settings, tmp: Path) -> None:
                       f"{run.rows:,} rows; {run.cpu.describe()}", flush=True)
             else:
                 decode = name == "consume+decode"
+                also = sink_topics[1:] if name == "consume-5-topics" else ()
                 with CpuMeter() as cpu:
-                    count, seconds = await consume_all(settings, topics.events, produced.ends, decode)
-                setattr(rep, "decode" if decode else "consume", (count, seconds, cpu))
+                    count, seconds = await consume_all(settings, topics.events, produced.ends, decode, also)
+                setattr(rep, {"consume+decode": "decode", "consume-5-topics": "wide"}.get(name, "consume"),
+                        (count, seconds, cpu))
                 print(f"{r + 1:>3}  {name:<15} {fmt(count / seconds):>9} {seconds:>8.1f} {cpu.others:>9.2f}  "
                       f"{count:,} records; {cpu.describe()}", flush=True)
 
@@ -674,6 +681,8 @@ async def measure(args, settings: Settings, tmp: Path) -> None:
          [rep.consume[2].others for rep in reps]),
         ("consume+decode", [rep.decode[0] / rep.decode[1] for rep in reps], [rep.decode[1] for rep in reps],
          [rep.decode[2].others for rep in reps]),
+        ("consume-5-topics", [rep.wide[0] / rep.wide[1] for rep in reps], [rep.wide[1] for rep in reps],
+         [rep.wide[2].others for rep in reps]),
     ]
     for name, rates, seconds, others in rows:
         ratio = statistics.median(a / b for a, b in zip(rates, base_rates))

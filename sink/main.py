@@ -46,9 +46,10 @@ class LakeSink:
         self.tables = by_topic(Topics.from_settings(settings))
         self.buffers: dict[TopicPartition, PartitionBuffer] = {}
         self.committed: dict[TopicPartition, int] = {}
-        # At most one flush runs at a time, in the background while the consumer reads on: a
-        # partition's objects and commits stay in offset order, and memory stays bounded.
-        self._flushing: asyncio.Task | None = None
+        # Flushes run in the background while the consumer reads on, one at a time per partition,
+        # so that a partition's objects and commits keep their offset order.
+        self._flushing: dict[TopicPartition, asyncio.Task] = {}
+        self._listing = asyncio.Lock()  # one listing of the lake at a time (stored.py is not thread-safe)
         self._owned_since: dict[TopicPartition, int] = {}  # bumped when a partition is revoked
         self.stored = {spec.table: StoredOffsets(spec.table, self._list_keys) for spec in self.tables.values()}
         self.recent: dict[TopicPartition, RecentIds] = {}  # ids of each partition's last records (repeats.py)
@@ -71,8 +72,10 @@ class LakeSink:
 
     async def _load_stored(self, stored: StoredOffsets, hour_prefix: str) -> None:
         if not stored.is_loaded(hour_prefix):
-            # Listing the lake blocks (and retries while storage is down): keep it off the event loop.
-            await asyncio.to_thread(stored.load, hour_prefix)
+            async with self._listing:
+                if not stored.is_loaded(hour_prefix):
+                    # Listing the lake blocks (and retries while storage is down): keep it off the event loop.
+                    await asyncio.to_thread(stored.load, hour_prefix)
 
     def drop(self, partitions) -> None:
         """Forget buffers of partitions this sink no longer owns: they were not committed, the next owner re-reads."""
@@ -139,27 +142,32 @@ class LakeSink:
         return recent
 
     async def flush_due(self, *, force: bool = False) -> None:
-        """Start the flush of each buffer that is due (all, with ``force``, and wait for them)."""
-        await self._flush_finished(wait=False)
+        """Start the flush of each buffer that is due (all, with ``force``, and wait for them all).
+
+        A buffer due by age whose partition is still flushing keeps filling until that flush is
+        done; one due by size waits for it, so a partition holds at most two buffers' worth of
+        records (one uploading, one filling) and a slow or failing lake pauses consumption."""
+        for task in [t for t in self._flushing.values() if t.done()]:
+            task.result()  # a flush that failed stops the sink here
         now = time.monotonic()
         for tp, buffer in list(self.buffers.items()):
-            due = buffer.is_due(
-                now, max_age_s=self.settings.flush_interval_s, max_bytes=self.settings.flush_max_bytes
-            )
-            if buffer.records and (force or due):
-                await self._flush_finished(wait=True)
-                # Records that arrive from now on start a new buffer.
-                del self.buffers[tp]
-                self._flushing = asyncio.ensure_future(self._flush(tp, buffer, self._owned_since.get(tp, 0)))
+            if not buffer.records:
+                continue
+            full = buffer.size_bytes >= self.settings.flush_max_bytes
+            if not (force or full or buffer.is_due(now, max_age_s=self.settings.flush_interval_s,
+                                                      max_bytes=self.settings.flush_max_bytes)):
+                continue
+            running = self._flushing.get(tp)
+            if running is not None and not running.done():
+                if not (force or full):
+                    continue
+                await running
+            del self.buffers[tp]  # records that arrive from now on start a new buffer
+            self._flushing[tp] = asyncio.ensure_future(self._flush(tp, buffer, self._owned_since.get(tp, 0)))
         if force:
-            await self._flush_finished(wait=True)
-
-    async def _flush_finished(self, *, wait: bool) -> None:
-        """Wait for the flush in progress (if ``wait``); a flush that failed raises here."""
-        task = self._flushing
-        if task is not None and (wait or task.done()):
-            self._flushing = None
-            await task
+            await asyncio.gather(*self._flushing.values())
+        for tp in [tp for tp, t in self._flushing.items() if t.done()]:
+            self._flushing.pop(tp).result()
 
     async def _flush(self, tp: TopicPartition, buffer: PartitionBuffer, owned_since: int) -> None:
         spec: TableSpec = self.tables[tp.topic]
@@ -200,7 +208,7 @@ class LakeSink:
         return {
             "status": "ok",
             "buffered_rows": sum(len(b.records) for b in self.buffers.values()),
-            "flushing": self._flushing is not None and not self._flushing.done(),
+            "flushing": sum(not t.done() for t in self._flushing.values()),
             "last_flush_at": self.last_flush_at,
             **self.stats,
         }

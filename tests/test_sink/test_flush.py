@@ -130,7 +130,7 @@ def test_records_read_while_a_flush_uploads_go_to_the_next_flush_and_commits_kee
         for offset in range(3):
             await sink.add(Record(topic, 0, offset, values[offset]))
         await sink.flush_due(force=False)  # not due yet: nothing starts
-        assert sink._flushing is None
+        assert not sink._flushing
         sink.buffers[tp].opened_at -= 60
         await sink.flush_due()  # due: starts in the background and returns
         assert sink.status()["flushing"] and consumer.commits == []
