@@ -18,7 +18,7 @@ that SeaweedFS, as ``clickstream up`` runs it), both started here on free loopba
                   the vectorised decoding of each flush, encoding and ``LakeDestination.put``) fed the records of
                   those same objects from memory, with a consumer whose commit does nothing: the
                   sink with Kafka for free, to compare with pyarrow on equal terms.
-* ``consume``  -- a plain ``AIOKafkaConsumer`` (no group, the sink's fetch settings) reading the topic
+* ``consume``  -- a plain ``AIOKafkaConsumer`` (no group, the sink's fetch size per partition) reading the topic
                   to its end with ``getmany``; ``consume+decode`` also runs ``Event.from_bytes`` on
                   every record. They show how much of the sink's time Kafka and decoding take.
                   ``consume-5-topics`` is ``consume`` with the partitions of the sink's four other
@@ -101,7 +101,7 @@ from clickstream.stack.supervisor import StackError, Supervisor, tail
 from clickstream.topics import Topics
 from ingest_api.enrich import Requester, build_event, parse_incoming
 from sink.destination import LakeDestination
-from sink.main import LakeSink
+from sink.main import FETCH_BYTES_PER_PARTITION, LakeSink
 from sink.tables import TABLES
 
 SPEC = TABLES[0]  # events
@@ -283,7 +283,8 @@ async def consume_all(settings: Settings, topic: str, ends: dict[int, int], deco
     """Read the topic from the start to ``ends`` with a plain consumer (the sink's fetch defaults);
     ``also``: other topics whose partitions the consumer is assigned too, as the sink is."""
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None,
-                                enable_auto_commit=False, auto_offset_reset="earliest")
+                                enable_auto_commit=False, auto_offset_reset="earliest",
+                                max_partition_fetch_bytes=FETCH_BYTES_PER_PARTITION)
     await consumer.start()
     try:
         tps = [TopicPartition(topic, p) for p in ends]

@@ -35,6 +35,10 @@ from sink.tables import TableSpec, by_topic
 
 log = logging.getLogger("clickstream.sink")
 
+# Larger fetches than aiokafka's 1 MB: each fetch also asks for the partitions of the quiet topics
+# (sessions, metrics, ...), which costs a broker that keeps its log on S3 a lookup each.
+FETCH_BYTES_PER_PARTITION = 4 * 2**20
+
 
 class LakeSink:
     """Buffers records per topic-partition and writes them when due; the consumer and destination are passed in."""
@@ -237,6 +241,7 @@ async def consume(settings: Settings, stop: asyncio.Event) -> None:
         heartbeat_interval_ms=1000,
         # A long storage outage must not cost the sink its partitions.
         max_poll_interval_ms=3_600_000,
+        max_partition_fetch_bytes=FETCH_BYTES_PER_PARTITION,
     )
     sink = LakeSink(settings, consumer, destination)
     await asyncio.to_thread(sink._retrying, "setup", destination.ensure_ready)
