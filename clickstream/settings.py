@@ -92,9 +92,13 @@ class Settings(BaseSettings):
     )
     conversion_event: str = Field("Order Completed", description="the track event that counts as a conversion")
     rules_file: Path | None = Field(None, description="YAML rules file, reloaded when it changes")
+    processor_checkpoint_timeout_s: float = Field(
+        30, gt=0, description="a checkpoint of the processor (outputs, then state) that takes longer ends the "
+        "worker with exit code 75, to be restarted from its saved state")
     processor_failpoint: str = Field(
         "", description="fault testing only: 'outputs-sent:N' or 'merger-outputs-sent:N' ends the processor "
-        "at once the N-th time it has sent outputs and not yet saved the state that covers them",
+        "at once the N-th time it has sent outputs and not yet saved the state that covers them; with a "
+        "'hang:' prefix it waits there forever instead",
     )
     page_view_threshold: int = Field(
         100, ge=1, description="page views of one path in one window that fire a reaction"

@@ -32,7 +32,7 @@ import logging
 import os
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 
 import faust
@@ -69,17 +69,23 @@ def processing_config(settings: Settings) -> ProcessingConfig:
     )
 
 
-def failpoint(setting: str) -> Callable[[str], None]:
-    """``passed(name)`` ends the process at once (as a SIGKILL would) the N-th time it passes ``name``,
-    for ``setting`` "name:N"; it does nothing for any other name or an empty setting. Lets the fault
-    tests stop the worker exactly between sending outputs and saving the state that covers them."""
-    name, _, count = setting.partition(":")
+def failpoint(setting: str) -> Callable[[str], Awaitable[None]]:
+    """``await passed(name)`` ends the process at once (as a SIGKILL would) the N-th time it passes
+    ``name``, for ``setting`` "name:N"; with "hang:name:N" it waits forever there instead, as a broker
+    that never answers would make it. It does nothing for any other name or an empty setting. Lets
+    the fault tests stop the worker exactly between sending outputs and saving the state that covers
+    them."""
+    hang = setting.startswith("hang:")
+    name, _, count = setting.removeprefix("hang:").partition(":")
     passes = Counter()
 
-    def passed(point: str) -> None:
+    async def passed(point: str) -> None:
         if point == name:
             passes[point] += 1
             if passes[point] >= int(count or 1):
+                if hang:
+                    log.warning("failpoint %s reached: waiting forever", setting)
+                    await asyncio.Event().wait()
                 log.warning("failpoint %s reached: exiting", setting)
                 logging.shutdown()
                 os._exit(70)
@@ -211,7 +217,9 @@ def create_app(settings: Settings) -> faust.App:
     async def checkpoint() -> None:
         """Send the batch's outputs, then its state, then acknowledge its events (see module doc)."""
         try:
-            await take_checkpoint()
+            # Bounded: a produce request the broker never answers would hold every output (the
+            # producer keeps one request in flight), for Faust's 20-minute request timeout.
+            await asyncio.wait_for(take_checkpoint(), settings.processor_checkpoint_timeout_s)
         except Exception as exc:
             # The batch's events can be neither acknowledged nor dropped; a rebalance would wait for
             # them forever. The state on Kafka is consistent: a restarted worker resumes from it.
@@ -248,7 +256,7 @@ def create_app(settings: Settings) -> faust.App:
             sends += [(partials, str(x["w"]).encode(), encode(x), 0, None) for x in transitions]
             reached = await send_all(sends)
             if reached:
-                fail("outputs-sent")
+                await fail("outputs-sent")
             for (p, kind), offset in reached.items():
                 emitted.setdefault(p, {})[kind] = offset
             # The visitors' states are durable before the checkpoint that skips their events is.
@@ -338,14 +346,17 @@ def create_app(settings: Settings) -> faust.App:
                 stats["metric_rows"] += len(rows)
             sends += [(recommendations, key.encode(), encode(value), 0, None)
                       for key, value in merger.take_recommendation_updates().items()]
-            try:
+            async def save() -> None:
                 reached = await send_all(sends)
                 if any(tag == em.METRICS for tag in reached):
-                    fail("merger-outputs-sent")
+                    await fail("merger-outputs-sent")
                 merging["emitted"].update(reached)
                 if changed or reached:
                     state = em.wrap_checkpoint(encode(merger.to_dict()), encode(merging["emitted"]))
                     await send_all([(merger_state, b"state", state, 0, None)])
+
+            try:
+                await asyncio.wait_for(save(), settings.processor_checkpoint_timeout_s)
             except Exception as exc:
                 give_up("saving the merger's outputs", exc)
             for event in batch_events:

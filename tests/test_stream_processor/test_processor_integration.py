@@ -257,3 +257,29 @@ def test_two_workers_split_the_partitions_and_give_the_same_totals(settings_fact
     finally:
         for worker in workers:
             stop(worker)
+
+
+def test_a_checkpoint_the_broker_never_answers_ends_the_worker_and_the_restart_resumes(settings_factory, read_topic,
+                                                                                       tmp_path):
+    """A produce that never returns (here a failpoint that waits forever after the outputs were
+    sent) would hold every output of the worker; the checkpoint's time limit ends it with 75, and the
+    worker restarted from its saved state sends each output once."""
+    settings = settings_for(settings_factory)
+    stream = generate(seed=5, visitors=300)
+    produce(settings, stream.events)
+    log = tmp_path / "processor.log"
+    process = start_processor(settings, log, processor_failpoint="hang:outputs-sent:2",
+                              processor_checkpoint_timeout_s=3)
+    try:
+        assert process.wait(120) == 75, worker_story(process, log)
+    finally:
+        stop(process)
+    text = log.read_text()
+    assert "failpoint hang:outputs-sent:2 reached: waiting forever" in text
+    assert "checkpoint failed (TimeoutError" in text
+    worker = Supervised(settings, log)
+    try:
+        wait_ready(settings, worker, log, alone=True)
+        check_each_output_once(read_topic, settings, stream, worker.story)
+    finally:
+        worker.stop()
