@@ -133,8 +133,10 @@ def settings_for(settings_factory, **overrides) -> Settings:
     # The idle timeout only decides when the watermark starts to move without events (then by the
     # time passed since the last one), so a long one costs these tests nothing and spares a loaded
     # machine's slow fetches from being taken for a quiet stream.
+    # A checkpoint here takes a second or two; after a SIGKILL, Tansu sometimes leaves a produce
+    # unanswered, and the crash tests wait for the worker's restart within their time budget.
     values = dict(session_timeout_s=TIMEOUT_S, windows_s=[WINDOW_S], lateness_s=5, idle_timeout_s=8,
-                  topic_partitions=4)
+                  topic_partitions=4, processor_checkpoint_timeout_s=10)
     values.update(overrides)
     return settings_factory(**values)
 
