@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import signal
@@ -11,6 +12,7 @@ import httpx
 import pytest
 
 from clickstream import metrics as m
+from clickstream.kafka import create_topics
 from clickstream.events import Event
 from clickstream.sessions import SessionRecord
 from clickstream.stack.probes import http_ok
@@ -237,6 +239,9 @@ def test_two_workers_split_the_partitions_and_give_the_same_totals(settings_fact
     stream = generate(seed=3, visitors=60)
     logs = [tmp_path / "worker-1.log", tmp_path / "worker-2.log"]
     ports = [settings.processor_port, free_ports()]
+    # The topics exist before the workers start, as the stack creates them: a group leader that
+    # assigns while the input topic is missing gives nobody its partitions until a later rebalance.
+    asyncio.run(create_topics(settings))
     workers = [start_processor(settings, logs[0]), start_processor(settings, logs[1], processor_port=ports[1])]
     try:
         for worker, log, port in zip(workers, logs, ports):
