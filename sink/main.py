@@ -20,7 +20,6 @@ from collections import Counter
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
-from pydantic import ValidationError
 
 from clickstream.health import start_health_server
 from clickstream.lake import hour_prefix
@@ -49,7 +48,6 @@ class LakeSink:
         self.destination = destination
         self.tables = by_topic(Topics.from_settings(settings))
         self.buffers: dict[TopicPartition, PartitionBuffer] = {}
-        self.committed: dict[TopicPartition, int] = {}
         # Flushes run in the background while the consumer reads on, one at a time per partition,
         # so that a partition's objects and commits keep their offset order.
         self._flushing: dict[TopicPartition, asyncio.Task] = {}
@@ -85,7 +83,6 @@ class LakeSink:
         """Forget buffers of partitions this sink no longer owns: they were not committed, the next owner re-reads."""
         for tp in partitions:
             self.buffers.pop(tp, None)
-            self.committed.pop(tp, None)
             self.recent.pop(tp, None)
             self._owned_since[tp] = self._owned_since.get(tp, 0) + 1
 
@@ -133,16 +130,16 @@ class LakeSink:
         try:
             reader.assign([tp])
             reader.seek(tp, start)
+            records = []
             while await reader.position(tp) < offset:
-                for record in (await reader.getmany(tp, timeout_ms=1000)).get(tp, []):
-                    if record.offset >= offset:
-                        break
-                    try:
-                        recent.is_repeat(spec.identity(spec.decode(record.value)), record.offset)
-                    except ValidationError:
-                        pass  # undecodable: skipped by add() too
+                records += [(r.offset, r.value) for r in (await reader.getmany(tp, timeout_ms=1000)).get(tp, [])
+                            if r.offset < offset]
         finally:
             await reader.stop()
+        # Decoded as a flush is (undecodable records are skipped there too).
+        decoded = await asyncio.to_thread(decode_records, spec, records)
+        for record_offset, record_id in zip(decoded.offsets, decoded.ids):
+            recent.is_repeat(record_id, record_offset)
         return recent
 
     async def flush_due(self, *, force: bool = False) -> None:
@@ -157,10 +154,10 @@ class LakeSink:
         for tp, buffer in list(self.buffers.items()):
             if not buffer.records:
                 continue
-            full = buffer.size_bytes >= self.settings.flush_max_bytes
-            if not (force or full or buffer.is_due(now, max_age_s=self.settings.flush_interval_s,
-                                                      max_bytes=self.settings.flush_max_bytes)):
+            if not (force or buffer.is_due(now, max_age_s=self.settings.flush_interval_s,
+                                           max_bytes=self.settings.flush_max_bytes)):
                 continue
+            full = buffer.size_bytes >= self.settings.flush_max_bytes
             running = self._flushing.get(tp)
             if running is not None and not running.done():
                 if not (force or full):
@@ -206,7 +203,6 @@ class LakeSink:
             # A rebalance took the partition meanwhile; whoever reads it next skips what is stored.
             log.warning("commit of %s at %d not accepted (%s)", tp, offset, exc)
             return
-        self.committed[tp] = offset
 
     def status(self) -> dict:
         return {
