@@ -82,6 +82,17 @@ class Supervised:
         stop(self.process)
 
 
+def resume_and_check(settings, log, stream, read_topic) -> None:
+    """Start a supervised worker on the saved state, wait until it holds every partition, and check
+    that the outputs, with those sent before, hold each session, event and window once."""
+    worker = Supervised(settings, log)
+    try:
+        wait_ready(settings, worker, log, alone=True)
+        check_each_output_once(read_topic, settings, stream, worker.story)
+    finally:
+        worker.stop()
+
+
 def worker_story(process, log, lines: int = 40) -> str:
     """How the worker is doing, for a failure message: its exit status and the end of its log
     without the debug lines (a failure in CI shows nothing else of it)."""
@@ -199,12 +210,7 @@ def test_sigkill_mid_stream_gives_the_same_sessions_and_metrics(settings_factory
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
         assert out < len(set(e.event_id for e in stream.events)), "finished before the kill: use more events"
-        worker = Supervised(settings, log)
-        try:
-            wait_ready(settings, worker, log, alone=True)
-            check_each_output_once(read_topic, settings, stream, worker.story)
-        finally:
-            worker.stop()
+        resume_and_check(settings, log, stream, read_topic)
     finally:
         stop(process)
 
@@ -220,17 +226,12 @@ def test_stopped_between_sending_and_saving_sends_nothing_twice(settings_factory
     for point in ("outputs-sent:2", "merger-outputs-sent:1"):
         process = start_processor(settings, log, processor_failpoint=point)
         assert process.wait(120) == 70, log.read_text()[-3000:]
-    worker = Supervised(settings, log)
-    try:
-        wait_ready(settings, worker, log, alone=True)
-        check_each_output_once(read_topic, settings, stream, worker.story)
-        text = log.read_text()
-        found = [int(n) for n in re.findall(r"; (\d+) outputs sent before a restart", text)]
-        assert any(found), "the restarted workers found nothing they had sent: the test tested nothing"
-        merger = [int(n) for n in re.findall(r"merger: state loaded; (\d+) outputs", text)]
-        assert any(merger), "the merger found no rows it had sent: the test tested nothing"
-    finally:
-        worker.stop()
+    resume_and_check(settings, log, stream, read_topic)
+    text = log.read_text()
+    found = [int(n) for n in re.findall(r"; (\d+) outputs sent before a restart", text)]
+    assert any(found), "the restarted workers found nothing they had sent: the test tested nothing"
+    merger = [int(n) for n in re.findall(r"merger: state loaded; (\d+) outputs", text)]
+    assert any(merger), "the merger found no rows it had sent: the test tested nothing"
 
 
 def test_two_workers_split_the_partitions_and_give_the_same_totals(settings_factory, read_topic, tmp_path,
@@ -282,9 +283,4 @@ def test_a_checkpoint_the_broker_never_answers_ends_the_worker_and_the_restart_r
     text = log.read_text()
     assert "failpoint hang:outputs-sent:2 reached: waiting forever" in text
     assert "checkpoint failed (TimeoutError" in text
-    worker = Supervised(settings, log)
-    try:
-        wait_ready(settings, worker, log, alone=True)
-        check_each_output_once(read_topic, settings, stream, worker.story)
-    finally:
-        worker.stop()
+    resume_and_check(settings, log, stream, read_topic)
