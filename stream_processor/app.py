@@ -28,6 +28,7 @@ Tansu accepts no transactions, so this does without Kafka's exactly-once.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import time
@@ -46,6 +47,7 @@ from clickstream.metrics import MetricRow
 from clickstream.settings import Settings
 from clickstream.topics import Topics
 from stream_processor import emitted as em
+from stream_processor.drain import App
 from stream_processor.merge import WindowMerger
 from stream_processor.recommendations import recommend
 from stream_processor.partition import Output, PartitionProcessor, ProcessingConfig
@@ -53,6 +55,10 @@ from stream_processor.rules_file import RulesHolder
 from stream_processor.state_store import encode, partition_counts, read_partition, read_values
 
 log = logging.getLogger(__name__)
+
+# Allocations between collections of the young generation, and collections between older ones
+# (Python's defaults: 700, 10, 10); measured in BENCHMARKS.md, "Stream processor".
+GC_THRESHOLDS = (20_000, 10, 10)
 
 # A checkpoint is taken after this many events, or this often while events are pending.
 CHECKPOINT_EVENTS = 5000
@@ -96,7 +102,7 @@ def failpoint(setting: str) -> Callable[[str], Awaitable[None]]:
 def create_app(settings: Settings) -> faust.App:
     topics = Topics.from_settings(settings)
     partitions = settings.topic_partitions
-    app = faust.App(
+    app = App(
         topics.group("processor"),
         broker=f"kafka://{settings.bootstrap_servers}",
         topic_partitions=partitions,
@@ -235,6 +241,9 @@ def create_app(settings: Settings) -> faust.App:
         async with lock:
             outs, events = batch["out"], batch["events"]
             batch.update(out={}, events=[], since=time.monotonic())
+            for p, out in outs.items():
+                drop_resent(out, p)
+            outs = {p: out for p, out in outs.items() if out}
             transitions = [t for t in (proc.take_transitions() for proc in processors.values()) if t]
             # State as of this batch, serialized before any await lets the agent move on.
             states = {p: encode(proc.checkpoint()) for p, proc in processors.items() if proc.changed or p in outs}
@@ -274,25 +283,45 @@ def create_app(settings: Settings) -> faust.App:
     async def send_all(records: list) -> dict:
         """Send (topic, key, value, partition, tag) records and wait until the broker acknowledged every
         one; returns, per tag, the offset after the last record with that tag."""
-        # Straight to the producer (Faust's Topic.send costs more than the rest of the path).
-        producer = app.producer
-        futures = [await producer.send(topic.get_topic_name(), key, value, partition, None, None)
-                   for topic, key, value, partition, _ in records]
+        # Straight to aiokafka, in one batch per topic-partition (as many as its size needs): a
+        # record costs an append instead of a send with its own future (Faust's Topic.send and even
+        # Producer.send cost more than the rest of the path).
+        producer = app.producer._ensure_producer()
+        groups: dict[tuple[str, int], list] = {}
+        for topic, key, value, partition, tag in records:
+            groups.setdefault((topic.get_topic_name(), partition), []).append((key, value, tag))
+        sent = []  # (future of a batch, the tags of its records in order)
+        for (name, partition), items in groups.items():
+            builder, tags = producer.create_batch(), []
+            for key, value, tag in items:
+                if builder.append(key=key, value=value, timestamp=None) is None:  # full
+                    sent.append((await producer.send_batch(builder, name, partition=partition), tags))
+                    builder, tags = producer.create_batch(), []
+                    builder.append(key=key, value=value, timestamp=None)  # an empty batch takes any record
+                tags.append(tag)
+            sent.append((await producer.send_batch(builder, name, partition=partition), tags))
         reached: dict = {}
-        for (*_, tag), meta in zip(records, await asyncio.gather(*futures)):
-            if tag is not None:
-                reached[tag] = max(reached.get(tag, 0), meta.offset + 1)
+        for (_, tags), meta in zip(sent, await asyncio.gather(*(future for future, _ in sent))):
+            for index, tag in enumerate(tags):
+                if tag is not None:
+                    reached[tag] = max(reached.get(tag, 0), meta.offset + index + 1)
         return reached
 
-    def collect(out: Output, partition: int) -> None:
+    def output_of(partition: int) -> Output:
+        """The batch's Output of ``partition``: processing adds to it until the next checkpoint."""
+        out = batch["out"].get(partition)
+        if out is None:
+            out = batch["out"][partition] = Output()
+        return out
+
+    def drop_resent(out: Output, partition: int) -> None:
+        """Leave out what a crashed worker already sent (see emitted.py)."""
         again = resent.get(partition)
         if again:
             out.events = again.drop(em.EVENTS, out.events, lambda item: item[1].event_id)
             out.sessions = again.drop(em.SESSIONS, out.sessions, lambda record: record.session_id)
             out.reactions = again.drop(em.REACTIONS, out.reactions, lambda reaction: reaction.reaction_id)
             stats["resent_dropped"] = sum(r.dropped for r in resent.values())
-        if out:
-            batch["out"].setdefault(partition, Output()).extend(out)
 
     @app.agent(raw_in)
     async def process(stream):
@@ -308,8 +337,8 @@ def create_app(settings: Settings) -> faust.App:
                 stats["undecodable_raw"] += 1
                 log.error("undecodable record on %s at %s: %s", message.topic, message.offset, exc)
             else:
-                collect(proc.process(value, message.topic, message.offset, now=now(), wall=time.time()),
-                        message.partition)
+                proc.process(value, message.topic, message.offset, now=now(), wall=time.time(),
+                             out=output_of(message.partition))
             batch["events"].append(event)
             if len(batch["events"]) >= CHECKPOINT_EVENTS:
                 await checkpoint()
@@ -388,7 +417,9 @@ def create_app(settings: Settings) -> faust.App:
                 # Not quiet, only busy (or catching up): records wait to be read.
                 proc.last_event_wall = wall
                 continue
-            collect(proc.idle(now=now(), wall=wall), partition)
+            idle = proc.idle(now=now(), wall=wall)
+            if idle:
+                output_of(partition).extend(idle)
         if time.monotonic() - batch["since"] >= CHECKPOINT_INTERVAL_S:
             await checkpoint()
 
@@ -448,6 +479,10 @@ def create_app(settings: Settings) -> faust.App:
 
 def run(settings: Settings) -> None:
     (settings.data_dir / "processor").mkdir(parents=True, exist_ok=True)
+    # Processing allocates a few dozen objects per event, most of them short-lived, while the
+    # visitors' states are many and long-lived: with Python's default threshold (700) the young
+    # generation is collected every few events, and each collection also walks survivors.
+    gc.set_threshold(*GC_THRESHOLDS)
     app = create_app(settings)
     worker = faust.Worker(app, loglevel=settings.log_level, quiet=True)
     worker.execute_from_commandline()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import heapq
 from collections import Counter
 from collections.abc import Callable, MutableMapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 from clickstream import metrics as m
@@ -23,7 +23,8 @@ from stream_processor import rules as r
 from stream_processor import visitor_state as vs
 from stream_processor.sessions import OpenSession, add_event, belongs_to, open_session, revenue_of, session_end, \
     session_key
-from stream_processor.windows import WindowAggregate, closes_through, counter_key, sketch_positions, window_start
+from stream_processor.windows import WindowAggregate, closes_through, counter_key, event_counter_keys, sketch_positions, \
+    window_start
 
 
 @dataclass(frozen=True)
@@ -36,13 +37,21 @@ class ProcessingConfig:
     dedup_horizon_s: float = 24 * 3600
 
 
-@dataclass
+_SESSIONS_STARTED = counter_key(m.SESSIONS_STARTED)
+
+
 class Output:
-    events: list[tuple[str, Event]] = field(default_factory=list)  # (key, sessionized event)
-    sessions: list[SessionRecord] = field(default_factory=list)
-    reactions: list[Reaction] = field(default_factory=list)
-    partials: list[dict] = field(default_factory=list)  # closed windows and progress, for the merger
-    dirty: set[str] = field(default_factory=set)  # visitor keys whose state changed
+    """What processing produced, in order; the adapter sends it at the next checkpoint. One Output
+    collects a whole batch (``process(..., out=)``): built once per batch, not once per event."""
+
+    __slots__ = ("events", "sessions", "reactions", "partials", "dirty")
+
+    def __init__(self, *, partials: list[dict] | None = None) -> None:
+        self.events: list[tuple[str, Event]] = []  # (key, sessionized event)
+        self.sessions: list[SessionRecord] = []
+        self.reactions: list[Reaction] = []
+        self.partials: list[dict] = partials or []  # closed windows and progress, for the merger
+        self.dirty: set[str] = set()  # visitor keys whose state changed
 
     def extend(self, other: Output) -> None:
         self.events += other.events
@@ -127,9 +136,12 @@ class PartitionProcessor:
 
     # --- input ---------------------------------------------------------------------------------
 
-    def process(self, event: Event, topic: str, offset: int, *, now: datetime, wall: float) -> Output:
-        """One event read at ``offset`` of ``topic`` (this partition). ``now``/``wall``: the wall clock."""
-        out = Output()
+    def process(self, event: Event, topic: str, offset: int, *, now: datetime, wall: float,
+                out: Output | None = None) -> Output:
+        """One event read at ``offset`` of ``topic`` (this partition). ``now``/``wall``: the wall clock.
+        What it produces is added to ``out`` (a new Output when None), which is returned."""
+        if out is None:
+            out = Output()
         if offset <= self.checkpointed.get(topic, -1):
             # Already in the checkpoint this partition was restored from: read again after a crash.
             self.stats["replayed_skipped"] += 1
@@ -140,7 +152,7 @@ class PartitionProcessor:
         t = event.timestamp.timestamp()
         if self.max_time is None or t > self.max_time:
             self.max_time = t
-            out.extend(self.advance(t - self.config.lateness_s, now=now))
+            self.advance(t - self.config.lateness_s, now=now, out=out)
         key = session_key(event)
         state = self.visitors.get(key) or vs.new(self.partition)
         seen = vs.seen_entry(state, event.event_id)
@@ -223,9 +235,11 @@ class PartitionProcessor:
 
     # --- closing -------------------------------------------------------------------------------
 
-    def advance(self, watermark: float, *, now: datetime) -> Output:
-        """Move the watermark forward: close sessions over by then, then windows ending by then."""
-        out = Output()
+    def advance(self, watermark: float, *, now: datetime, out: Output | None = None) -> Output:
+        """Move the watermark forward: close sessions over by then, then windows ending by then.
+        What closes is added to ``out`` (a new Output when None), which is returned."""
+        if out is None:
+            out = Output()
         if self.watermark is not None and watermark <= self.watermark:
             return out
         self.watermark = watermark
@@ -323,14 +337,15 @@ class PartitionProcessor:
         conversion = event.type == "track" and event.event == self.config.conversion_event
         revenue = revenue_of(event) if conversion else None
         visitor, session = sketch_positions(event.visitor_id, session_id)
+        keys = None  # worked out once, for the first window the event is not late for
         for size in self.config.window_sizes:
             through = self.closed_through.get(size)
             if through is not None and window_start(t, size) + size <= through:
                 self._window(size, t, event.source).counts[counter_key(m.LATE_EVENTS)] += 1
                 self.stats[f"late_events_{size}s"] += 1
                 continue
-            agg = self._window(size, t, event.source)
-            agg.add_event(visitor, session, event.type, event.event, event.path, event.is_bot,
-                          conversion, revenue)
-            if opened:
-                agg.counts[counter_key(m.SESSIONS_STARTED)] += 1
+            if keys is None:
+                keys = event_counter_keys(event.type, event.event, event.path, event.is_bot, conversion)
+                if opened:
+                    keys += (_SESSIONS_STARTED,)
+            self._window(size, t, event.source).add_counted(visitor, session, keys, revenue)
