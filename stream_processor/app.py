@@ -120,6 +120,10 @@ def create_app(settings: Settings) -> faust.App:
         web_port=settings.processor_port,
         datadir=str(settings.data_dir / "processor"),
         consumer_auto_offset_reset="earliest",
+        # Each fetch on Tansu's S3 log costs a round trip of tens of milliseconds: fetch more per
+        # partition, and let the stream hold a few seconds of events, so it never waits for one.
+        consumer_max_fetch_size=4 * 1024 * 1024,
+        stream_buffer_maxsize=16384,
     )
     stats: Counter[str] = Counter()
     fail = failpoint(settings.processor_failpoint)
