@@ -30,11 +30,11 @@ SeaweedFS, as ``clickstream up`` runs it), both started here on free loopback po
   VmRSS is sampled against ``events_out`` while it runs and VmHWM (peak RSS) read at the end. The
   figure for 1 million visitors is extrapolated linearly from the slope when fewer were run, and
   printed as such.
-* ``profile`` -- in-process, no I/O: ``Event.from_bytes``, ``PartitionProcessor.process`` and the
-  serialization ``app.checkpoint`` does (``Event.to_bytes`` of each output, ``state_store.encode``
-  (pydantic_core's ``to_json``) of each changed visitor's state, ``PartitionProcessor.checkpoint``)
-  timed per event on ``--profile-events`` of the same events, with a cProfile of ``process``; the
-  state per visitor from ``tracemalloc``.
+* ``profile`` -- in-process, no I/O, with the worker's GC thresholds: ``Event.from_bytes``,
+  ``PartitionProcessor.process`` and the serialization ``app.checkpoint`` does (``Event.to_bytes``
+  of each output, ``state_store.encode`` (pydantic_core's ``to_json``) of each changed visitor's
+  state, ``PartitionProcessor.checkpoint``) timed per event on ``--profile-events`` of the same
+  events, with a cProfile of ``process``; the state per visitor from ``tracemalloc``.
   ``--py-spy DIR`` also runs one extra (unreported) throughput repetition under ``py-spy record``
   and prints where the worker's samples fall.
 
@@ -54,6 +54,7 @@ import asyncio
 import base64
 import cProfile
 import dataclasses
+import gc
 import io
 import json
 import os
@@ -92,7 +93,7 @@ from clickstream.stack.probes import free_port, free_port_pair, http_ok
 from clickstream.stack.servers import GRPC_OFFSET
 from clickstream.stack.supervisor import StackError, Supervisor, tail
 from clickstream.topics import Topics
-from stream_processor.app import processing_config
+from stream_processor.app import GC_THRESHOLDS, processing_config
 from stream_processor.partition import PartitionProcessor
 from stream_processor.rules import parse_rules
 from stream_processor.sessions import session_id_for
@@ -574,6 +575,7 @@ async def state(args, settings: Settings, tmp: Path) -> None:
 
 def profile(args) -> None:
     n = args.profile_events
+    gc.set_threshold(*GC_THRESHOLDS)  # as the worker runs
     stream = make_stream(n, max(1, n // 4), timedelta(minutes=args.span_minutes), seed=5)
     values = [v for _, v in stream.values]
     config = processing_config(Settings(_env_file=None))
