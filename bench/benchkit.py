@@ -9,6 +9,7 @@ import those packages.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import time
 from collections import defaultdict
@@ -23,6 +24,16 @@ from clickstream.settings import Settings
 # --- shared-machine accounting -----------------------------------------------------------------
 
 TICK = os.sysconf("SC_CLK_TCK")
+
+
+def with_tansu_storage(components: list, storage: str | None) -> list:
+    """The stack's components with Tansu's ``--storage-engine`` set to ``storage`` (e.g. ``memory://``)
+    instead of its S3 log: a diagnostic that shows what the S3 log costs. None leaves them as they are."""
+    if not storage:
+        return components
+    return [c if c.name != "broker" else dataclasses.replace(c, command=[
+        storage if prev == "--storage-engine" else arg for prev, arg in zip([None, *c.command], c.command)])
+        for c in components]
 
 
 def busy_ticks() -> int:

@@ -53,7 +53,6 @@ import argparse
 import asyncio
 import base64
 import cProfile
-import dataclasses
 import gc
 import io
 import json
@@ -76,7 +75,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 # bench/benchkit.py, beside this file
-from benchkit import CpuMeter, kafka_hop, load, pct, process_tree, reaction_receiver, vm_status
+from benchkit import CpuMeter, kafka_hop, load, pct, process_tree, reaction_receiver, vm_status, with_tansu_storage
 
 # As a script this file's folder comes first on sys.path, where bench/query.py and bench/sink.py
 # would shadow the ``query`` and ``sink`` packages.
@@ -721,12 +720,8 @@ def main() -> None:
                 topic_prefix=f"bench-{uuid.uuid4().hex[:8]}.", topic_partitions=args.partitions,
                 demo_write_key=WRITE_KEY,
             )
-            components = [c for c in stack_components(settings) if c.name in ("s3", "broker")]
-            if args.tansu_storage:
-                # A diagnostic: Tansu's log elsewhere (e.g. memory://) shows what the S3 log costs.
-                components = [c if c.name != "broker" else dataclasses.replace(c, command=[
-                    args.tansu_storage if prev == "--storage-engine" else arg
-                    for prev, arg in zip([None, *c.command], c.command)]) for c in components]
+            components = with_tansu_storage(
+                [c for c in stack_components(settings) if c.name in ("s3", "broker")], args.tansu_storage)
             supervisor = Supervisor(settings, components)
             try:
                 supervisor.start()

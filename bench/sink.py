@@ -57,6 +57,8 @@ the project root; it is not part of the test suite:
 
 The sink's time includes joining its consumer group (about 3 s on Tansu) and waiting for its flush
 interval, so a short run understates its rate; the rate from its first commit on is printed too.
+``--tansu-storage memory://`` keeps the broker's log in memory instead of on S3: a diagnostic of
+what reading that log costs, not how the stack runs.
 """
 
 from __future__ import annotations
@@ -80,7 +82,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from benchkit import TICK, busy_ticks, process_tree  # bench/benchkit.py, beside this file
+from benchkit import TICK, busy_ticks, process_tree, with_tansu_storage  # bench/benchkit.py, beside this file
 
 # This file is bench/sink.py: as a script its folder comes first on sys.path and would shadow
 # the ``sink`` package it measures.
@@ -714,6 +716,7 @@ def main() -> None:
     parser.add_argument("--partitions", type=int, default=4, help="partitions of the topic")
     parser.add_argument("--profile-sample", type=int, default=20_000, help="records in the CPU profile")
     parser.add_argument("--no-profile", action="store_true", help="skip the CPU profile without I/O")
+    parser.add_argument("--tansu-storage", help="Tansu's --storage-engine instead of its S3 log, e.g. memory://")
     parser.add_argument("--keep-logs", type=Path, help="copy the sink's, SeaweedFS's and Tansu's logs to this folder")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -727,10 +730,11 @@ def main() -> None:
             flush_interval_s=args.flush_interval, flush_max_bytes=int(args.flush_max_mb * 2**20),
             demo_write_key="bench-write-key",
         )
-        components: list[Component] = [c for c in stack_components(settings) if c.name in ("s3", "broker")]
+        components: list[Component] = with_tansu_storage(
+            [c for c in stack_components(settings) if c.name in ("s3", "broker")], args.tansu_storage)
         print(f"machine: {os.cpu_count()} CPUs, {cpu_model()}, Python {platform.python_version()}, "
               f"pyarrow {pa.__version__}, load average {os.getloadavg()[0]:.2f}")
-        print(f"SeaweedFS s3 :{settings.s3_port}, Tansu {settings.bootstrap_servers} (log on S3), "
+        print(f"SeaweedFS s3 :{settings.s3_port}, Tansu {settings.bootstrap_servers} (log on {args.tansu_storage or 'S3'}), "
               f"topics {settings.topic_prefix}*\n", flush=True)
         supervisor = Supervisor(settings, components)
         try:
