@@ -110,5 +110,5 @@ def test_the_image_installs_the_project_as_the_local_stack_does():
     packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
     for package in (p.rstrip("*") for p in packages["include"]):
         assert (ROOT / package).is_dir() and package not in ignored, package
-    # `make install` is the same pip install of the project (editable, with the test extras).
-    assert "pip install --quiet -e '.[test]'" in (ROOT / "Makefile").read_text()
+    # `make install` is the same pip install of the project (editable, with the test and benchmark extras).
+    assert "pip install --quiet -e '.[test,bench]'" in (ROOT / "Makefile").read_text()
