@@ -22,9 +22,10 @@ that SeaweedFS, as ``clickstream up`` runs it), both started here on free loopba
                   to its end with ``getmany``; ``consume+decode`` also runs ``Event.from_bytes`` on
                   every record. They show how much of the sink's time Kafka and decoding take.
                   ``consume-5-topics`` is ``consume`` with the partitions of the sink's four other
-                  (empty) topics assigned too, as the sink reads them.
+                  (empty) topics assigned too, as the sink reads them. ``consume-5x2`` is that with
+                  two consumers side by side, each assigned half of the partitions.
 
-Each repetition runs the six in turn (the order rotates; the two that need the sink's objects
+Each repetition runs the seven in turn (the order rotates; the two that need the sink's objects
 run after it); the figures are medians over ``--repeat`` repetitions, and the ratio is the
 median of each repetition's rows/s over pyarrow's. Before the sink runs again its consumer
 group is rewound to offset 0, and each run writes to a bucket of its own (otherwise the sink
@@ -281,16 +282,18 @@ async def produce(settings: Settings, topic: str, events: list[Event], batch_byt
 
 
 async def consume_all(settings: Settings, topic: str, ends: dict[int, int], decode: bool,
-                      also: tuple[str, ...] = ()) -> tuple[int, float]:
+                      also: tuple[str, ...] = (), share: tuple[int, int] = (0, 1)) -> tuple[int, float]:
     """Read the topic from the start to ``ends`` with a plain consumer (the sink's fetch defaults);
-    ``also``: other topics whose partitions the consumer is assigned too, as the sink is."""
+    ``also``: other topics whose partitions the consumer is assigned too, as the sink is;
+    ``share`` (i, n): of those other topics, only the partitions p with p % n == i."""
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None,
                                 enable_auto_commit=False, auto_offset_reset="earliest",
                                 max_partition_fetch_bytes=FETCH_BYTES_PER_PARTITION)
     await consumer.start()
     try:
         tps = [TopicPartition(topic, p) for p in ends]
-        others = [TopicPartition(t, p) for t in also for p in range(settings.topic_partitions)]
+        others = [TopicPartition(t, p) for t in also for p in range(settings.topic_partitions)
+                  if p % share[1] == share[0]]
         consumer.assign(tps + others)
         await consumer.seek_to_beginning(*tps)
         count, start = 0, time.perf_counter()
@@ -307,6 +310,17 @@ async def consume_all(settings: Settings, topic: str, ends: dict[int, int], deco
         return count, time.perf_counter() - start
     finally:
         await consumer.stop()
+
+
+async def consume_split(settings: Settings, topic: str, ends: dict[int, int], also: tuple[str, ...],
+                        ways: int = 2) -> tuple[int, float]:
+    """``consume_all`` by ``ways`` consumers side by side, each with its share of the partitions:
+    aiokafka keeps one fetch in flight per broker and consumer, so this shows whether reading is
+    bound by the broker's work or by the latency of one fetch at a time."""
+    shares = [{p: end for p, end in ends.items() if p % ways == i} for i in range(ways)]
+    results = await asyncio.gather(*(consume_all(settings, topic, part, False, also, (i, ways))
+                                     for i, part in enumerate(shares) if part))
+    return sum(count for count, _ in results), max(seconds for _, seconds in results)
 
 
 async def rewind_group(settings: Settings, topic: str, partitions: int) -> None:
@@ -592,6 +606,7 @@ class Rep:
     consume: tuple[int, float, CpuMeter] | None = None
     decode: tuple[int, float, CpuMeter] | None = None
     wide: tuple[int, float, CpuMeter] | None = None
+    split: tuple[int, float, CpuMeter] | None = None
     order: list[str] = field(default_factory=list)
 
 
@@ -621,7 +636,7 @@ async def measure(args, settings: Settings, tmp: Path) -> None:
             print(f"  {step:<32} {us:7.1f} us/row  ({1e6 / us:>9,.0f} rows/s on one core)")
 
     reps: list[Rep] = []
-    names = ["sink", "pyarrow", "sink-no-kafka", "consume", "consume+decode", "consume-5-topics"]
+    names = ["sink", "pyarrow", "sink-no-kafka", "consume", "consume+decode", "consume-5-topics", "consume-5x2"]
     sink_topics = [topics.events, topics.invalid, topics.sessions, topics.metrics, topics.reactions]
     print(f"\n{'rep':>3}  {'target':<15} {'rows/s':>9} {'seconds':>8} {'other CPU':>9}  notes", flush=True)
     for r in range(args.repeat):
@@ -665,11 +680,14 @@ async def measure(args, settings: Settings, tmp: Path) -> None:
                       f"{run.rows:,} rows; {run.cpu.describe()}", flush=True)
             else:
                 decode = name == "consume+decode"
-                also = sink_topics[1:] if name == "consume-5-topics" else ()
+                also = sink_topics[1:] if name.startswith("consume-5") else ()
                 with CpuMeter() as cpu:
-                    count, seconds = await consume_all(settings, topics.events, produced.ends, decode, also)
-                setattr(rep, {"consume+decode": "decode", "consume-5-topics": "wide"}.get(name, "consume"),
-                        (count, seconds, cpu))
+                    if name == "consume-5x2":
+                        count, seconds = await consume_split(settings, topics.events, produced.ends, also)
+                    else:
+                        count, seconds = await consume_all(settings, topics.events, produced.ends, decode, also)
+                setattr(rep, {"consume+decode": "decode", "consume-5-topics": "wide", "consume-5x2": "split"}.get(
+                    name, "consume"), (count, seconds, cpu))
                 print(f"{r + 1:>3}  {name:<15} {fmt(count / seconds):>9} {seconds:>8.1f} {cpu.others:>9.2f}  "
                       f"{count:,} records; {cpu.describe()}", flush=True)
 
@@ -689,6 +707,8 @@ async def measure(args, settings: Settings, tmp: Path) -> None:
          [rep.decode[2].others for rep in reps]),
         ("consume-5-topics", [rep.wide[0] / rep.wide[1] for rep in reps], [rep.wide[1] for rep in reps],
          [rep.wide[2].others for rep in reps]),
+        ("consume-5x2", [rep.split[0] / rep.split[1] for rep in reps], [rep.split[1] for rep in reps],
+         [rep.split[2].others for rep in reps]),
     ]
     for name, rates, seconds, others in rows:
         ratio = statistics.median(a / b for a, b in zip(rates, base_rates))
