@@ -37,9 +37,6 @@ class ProcessingConfig:
     dedup_horizon_s: float = 24 * 3600
 
 
-_SESSIONS_STARTED = counter_key(m.SESSIONS_STARTED)
-
-
 class Output:
     """What processing produced, in order; the adapter sends it at the next checkpoint. One Output
     collects a whole batch (``process(..., out=)``): built once per batch, not once per event."""
@@ -347,5 +344,5 @@ class PartitionProcessor:
             if keys is None:
                 keys = event_counter_keys(event.type, event.event, event.path, event.is_bot, conversion)
                 if opened:
-                    keys += (_SESSIONS_STARTED,)
+                    keys += (counter_key(m.SESSIONS_STARTED),)
             self._window(size, t, event.source).add_counted(visitor, session, keys, revenue)

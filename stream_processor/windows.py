@@ -52,39 +52,22 @@ def sketch_positions(visitor_id: str, session_id: str) -> tuple[tuple[int, int] 
     return (position(visitor_id) if visitor_id else None), position(session_id)
 
 
-_EVENTS, _PAGE_VIEWS, _BOT_EVENTS, _CONVERSIONS, _REVENUE = (
-    counter_key(name) for name in (m.EVENTS, m.PAGE_VIEWS, m.BOT_EVENTS, m.CONVERSIONS, m.REVENUE))
-# Counter keys by dimension value: the same few types, names and paths recur all the time.
-_TYPE_KEYS: dict[str, str] = {}
-_NAME_KEYS: dict[str, str] = {}
-_PATH_KEYS: dict[str, str] = {}
-_CACHED_KEYS = 10_000  # per dictionary; beyond that, keys are built each time
-
-
-def _dimension_key(cache: dict[str, str], metric: str, part: str, value: str) -> str:
-    key = cache.get(value)
-    if key is None:
-        key = counter_key(metric, m.dimension(**{part: value}))
-        if len(cache) < _CACHED_KEYS:
-            cache[value] = key
-    return key
-
-
 def event_counter_keys(kind: str, name: str | None, path: str | None, is_bot: bool, conversion: bool
                        ) -> tuple[str, ...]:
     """The counters one event adds 1 to: all events and its type; its track name; page views in
-    all and of its path; bot events; conversions. (Revenue adds the amount, not 1.)"""
-    keys = [_EVENTS, _dimension_key(_TYPE_KEYS, m.EVENTS, "type", kind)]
+    all and of its path; bot events; conversions. (Revenue adds the amount, not 1.) Worked out once
+    per event, for all its windows."""
+    keys = [counter_key(m.EVENTS), counter_key(m.EVENTS, m.dimension(type=kind))]
     if kind == "track" and name:
-        keys.append(_dimension_key(_NAME_KEYS, m.EVENTS, "event", name))
+        keys.append(counter_key(m.EVENTS, m.dimension(event=name)))
     if kind == "page":
-        keys.append(_PAGE_VIEWS)
+        keys.append(counter_key(m.PAGE_VIEWS))
         if path is not None:
-            keys.append(_dimension_key(_PATH_KEYS, m.PAGE_VIEWS, "path", path))
+            keys.append(counter_key(m.PAGE_VIEWS, m.dimension(path=path)))
     if is_bot:
-        keys.append(_BOT_EVENTS)
+        keys.append(counter_key(m.BOT_EVENTS))
     if conversion:
-        keys.append(_CONVERSIONS)
+        keys.append(counter_key(m.CONVERSIONS))
     return tuple(keys)
 
 
@@ -97,21 +80,16 @@ class WindowAggregate:
     # A sketch too: the set of a busy window's session ids would dominate every checkpoint.
     sessions: HyperLogLog = field(default_factory=HyperLogLog)
 
-    def add_event(self, visitor: tuple[int, int] | None, session: tuple[int, int], kind: str, name: str | None,
-                  path: str | None, is_bot: bool, conversion: bool, revenue: float | None) -> None:
-        """Count one event; ``visitor`` and ``session`` are the ids' sketch positions
-        (:func:`sketch_positions`), hashed once for all window sizes."""
-        self.add_counted(visitor, session, event_counter_keys(kind, name, path, is_bot, conversion), revenue)
-
     def add_counted(self, visitor: tuple[int, int] | None, session: tuple[int, int], keys: tuple[str, ...],
                     revenue: float | None) -> None:
-        """:meth:`add_event` with the event's counter keys (:func:`event_counter_keys`) worked out
-        once for all window sizes."""
+        """Count one event by its counter keys (:func:`event_counter_keys`) and, for a conversion,
+        its revenue; ``visitor`` and ``session`` are the ids' sketch positions (:func:`sketch_positions`),
+        hashed once for all window sizes."""
         c = self.counts
         for key in keys:
             c[key] += 1
         if revenue is not None:
-            c[_REVENUE] += revenue
+            c[counter_key(m.REVENUE)] += revenue
         if visitor is not None:
             self.visitors.add_position(visitor)
         self.sessions.add_position(session)
