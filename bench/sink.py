@@ -8,7 +8,10 @@ that SeaweedFS, as ``clickstream up`` runs it), both started here on free loopba
                   events topic (4 partitions) into a fresh bucket. Timed from the moment its health
                   endpoint answers (process start-up excluded; joining the group, fetching, decoding,
                   encoding, uploading and committing included) until the committed offsets of every
-                  partition reach the end the producer was acknowledged for.
+                  partition reach the end the producer was acknowledged for. It fetches with its
+                  default ``CLICKSTREAM_SINK_CONSUMERS`` (its group consumer and one helper) unless
+                  ``--sink-consumers`` says otherwise;
+* ``sink-1``   -- the same with ``CLICKSTREAM_SINK_CONSUMERS=1``: one consumer fetches every partition.
 * ``pyarrow``  -- the baseline: the same rows (built before timing with the sink's own row builder,
                   ``sink.tables.TABLES[0].row``), cut into exactly the objects that sink run wrote
                   (same partition, offset range and hour, so the same row counts), each
@@ -25,13 +28,15 @@ that SeaweedFS, as ``clickstream up`` runs it), both started here on free loopba
                   (empty) topics assigned too, as the sink reads them. ``consume-5x2`` is that with
                   two consumers side by side, each assigned half of the partitions.
 
-Each repetition runs the seven in turn (the order rotates; the two that need the sink's objects
+Each repetition runs the eight in turn (the order rotates; the two that need the sink's objects
 run after it); the figures are medians over ``--repeat`` repetitions, and the ratio is the
 median of each repetition's rows/s over pyarrow's. Before the sink runs again its consumer
 group is rewound to offset 0, and each run writes to a bucket of its own (otherwise the sink
 would rightly skip rows already in the lake). The sink's line also says when it joined its
-group and first committed (the sink's log, and the offsets polled every 0.25 s), and its rate
-from the first commit on.
+group and first committed (the sink's log, and the offsets polled every 0.25 s), its rate from
+the moment it had its partitions (``sink, joined`` in the summary: without the group join, which
+Tansu answers after half the session timeout, 3 s for the sink's 6 s) and its rate from the
+first commit on.
 
 The events are produced with the services' producer settings (``producer_config``) and batches of
 up to 512 KB, as the stream processor's Faust producer writes ``clickstream.events``
@@ -358,6 +363,12 @@ class SinkRun:
     def rate(self) -> float:
         return self.rows / self.seconds
 
+    @property
+    def after_join(self) -> float:
+        """Rows/s from the moment the sink had its partitions: without the group join, which the
+        broker times (Tansu answers a new group's first JoinGroup after half the session timeout)."""
+        return self.rows / (self.seconds - self.joined) if self.joined is not None else float("nan")
+
 
 async def run_sink(settings: Settings, produced: Produced, log_path: Path, poll_s: float = 0.25) -> SinkRun:
     topic = Topics.from_settings(settings).events
@@ -601,6 +612,7 @@ def cpu_model() -> str:
 @dataclass
 class Rep:
     sink: SinkRun | None = None
+    one: SinkRun | None = None  # the sink fetching with one consumer
     base: BaselineRun | None = None
     free: BaselineRun | None = None
     consume: tuple[int, float, CpuMeter] | None = None
@@ -636,9 +648,10 @@ async def measure(args, settings: Settings, tmp: Path) -> None:
             print(f"  {step:<32} {us:7.1f} us/row  ({1e6 / us:>9,.0f} rows/s on one core)")
 
     reps: list[Rep] = []
-    names = ["sink", "pyarrow", "sink-no-kafka", "consume", "consume+decode", "consume-5-topics", "consume-5x2"]
+    names = ["sink", "sink-1", "pyarrow", "sink-no-kafka", "consume", "consume+decode", "consume-5-topics", "consume-5x2"]
     sink_topics = [topics.events, topics.invalid, topics.sessions, topics.metrics, topics.reactions]
     print(f"\n{'rep':>3}  {'target':<15} {'rows/s':>9} {'seconds':>8} {'other CPU':>9}  notes", flush=True)
+    sink_runs = 0
     for r in range(args.repeat):
         rep = Rep()
         reps.append(rep)
@@ -651,15 +664,20 @@ async def measure(args, settings: Settings, tmp: Path) -> None:
                 order.insert(order.index("sink") + 1, after)
         rep.order = order
         for name in order:
-            if name == "sink":
-                if r > 0:
+            if name in ("sink", "sink-1"):
+                if sink_runs:
                     await rewind_group(settings, topics.events, len(produced.ends))
-                run = await run_sink(sink_settings, produced, tmp / f"sink-{r}.log")
-                rep.sink = run
+                sink_runs += 1
+                if name == "sink":
+                    rep.sink = run = await run_sink(sink_settings, produced, tmp / f"sink-{r}.log")
+                else:
+                    one_settings = settings.model_copy(update={
+                        "s3_bucket": f"bench-sink1-{r}", "sink_port": free_port(), "sink_consumers": 1})
+                    rep.one = run = await run_sink(one_settings, produced, tmp / f"sink1-{r}.log")
                 sizes = [o.size for o in run.objects]
-                print(f"{r + 1:>3}  {'sink':<15} {fmt(run.rate):>9} {run.seconds:>8.1f} {run.cpu.others:>9.2f}  "
+                print(f"{r + 1:>3}  {name:<15} {fmt(run.rate):>9} {run.seconds:>8.1f} {run.cpu.others:>9.2f}  "
                       f"start-up {run.startup:.1f} s, joined the group after {run.joined or float('nan'):.1f} s, "
-                      f"first commit after {run.first_commit:.1f} s, "
+                      f"{fmt(run.after_join)} rows/s from then on, first commit after {run.first_commit:.1f} s, "
                       f"then {fmt(run.steady)} rows/s, "
                       f"{len(sizes)} objects (median {statistics.median(sizes) / 1e6:.1f} MB), "
                       f"rows.events={run.stats.get('rows.events')}; {run.cpu.describe()}", flush=True)
@@ -692,12 +710,19 @@ async def measure(args, settings: Settings, tmp: Path) -> None:
                       f"{count:,} records; {cpu.describe()}", flush=True)
 
     print(f"\nmedians of {args.repeat} repetitions, {len(produced.events):,} events "
-          f"(flush interval {settings.flush_interval_s:g} s, flush max {settings.flush_max_bytes / 2**20:.0f} MiB):")
+          f"(flush interval {settings.flush_interval_s:g} s, flush max {settings.flush_max_bytes / 2**20:.0f} MiB, "
+          f"sink consumers {settings.sink_consumers}):")
     print(f"{'target':<15} {'rows/s':>9} {'seconds':>8} {'other CPU':>9} {'vs pyarrow':>10}")
     base_rates = [rep.base.rate for rep in reps]
     rows = [
         ("sink", [rep.sink.rate for rep in reps], [rep.sink.seconds for rep in reps],
          [rep.sink.cpu.others for rep in reps]),
+        ("sink-1", [rep.one.rate for rep in reps], [rep.one.seconds for rep in reps],
+         [rep.one.cpu.others for rep in reps]),
+        ("sink, joined", [rep.sink.after_join for rep in reps], [rep.sink.seconds - rep.sink.joined for rep in reps],
+         [rep.sink.cpu.others for rep in reps]),
+        ("sink-1, joined", [rep.one.after_join for rep in reps], [rep.one.seconds - rep.one.joined for rep in reps],
+         [rep.one.cpu.others for rep in reps]),
         ("pyarrow", base_rates, [rep.base.seconds for rep in reps], [rep.base.cpu.others for rep in reps]),
         ("sink-no-kafka", [rep.free.rate for rep in reps], [rep.free.seconds for rep in reps],
          [rep.free.cpu.others for rep in reps]),
@@ -718,9 +743,10 @@ async def measure(args, settings: Settings, tmp: Path) -> None:
     print(f"\ngoal: sink >= 70% of pyarrow -> {ratio:.0%}: {'MET' if ratio >= 0.7 else 'NOT MET'}")
     # Exactly once, checked: every run wrote every row once.
     for r, rep in enumerate(reps):
-        written = rep.sink.stats.get("rows.events")
-        if written != len(produced.events):
-            print(f"  WARNING: repetition {r + 1}: the sink reported {written} rows for {len(produced.events)} events")
+        for name, run in (("sink", rep.sink), ("sink-1", rep.one)):
+            written = run.stats.get("rows.events")
+            if written != len(produced.events):
+                print(f"  WARNING: repetition {r + 1}: {name} reported {written} rows for {len(produced.events)} events")
 
 
 def main() -> None:
@@ -733,6 +759,8 @@ def main() -> None:
     parser.add_argument("--flush-max-mb", type=float, default=256, help="the sink's CLICKSTREAM_FLUSH_MAX_BYTES, in MiB")
     parser.add_argument("--batch-kb", type=int, default=512,
                         help="the producer's max batch size (aiokafka's and Faust's default: 16 KB)")
+    parser.add_argument("--sink-consumers", type=int,
+                        help="the sink's CLICKSTREAM_SINK_CONSUMERS (default: its default; sink-1 always uses 1)")
     parser.add_argument("--partitions", type=int, default=4, help="partitions of the topic")
     parser.add_argument("--profile-sample", type=int, default=20_000, help="records in the CPU profile")
     parser.add_argument("--no-profile", action="store_true", help="skip the CPU profile without I/O")
@@ -749,6 +777,7 @@ def main() -> None:
             topic_prefix=f"bench-{uuid.uuid4().hex[:8]}.", topic_partitions=args.partitions,
             flush_interval_s=args.flush_interval, flush_max_bytes=int(args.flush_max_mb * 2**20),
             demo_write_key="bench-write-key",
+            **({"sink_consumers": args.sink_consumers} if args.sink_consumers else {}),
         )
         components: list[Component] = with_tansu_storage(
             [c for c in stack_components(settings) if c.name in ("s3", "broker")], args.tansu_storage)

@@ -105,6 +105,10 @@ class Settings(BaseSettings):
     )
     flush_interval_s: float = Field(5.0, ge=1, le=900)
     flush_max_bytes: int = Field(64 * 1024 * 1024, gt=0)
+    sink_consumers: int = Field(
+        2, ge=1, le=16, description="consumers one sink process fetches with (one group member, the "
+        "others its helpers): each keeps a fetch in flight, so two read a broker whose fetches wait on storage "
+        "faster than one")
     webhook_url: str | None = Field(None, description="the default route's webhook (no routes file)")
     webhook_secret: str | None = Field(
         None, description="signs the default route's webhook bodies (X-Clickstream-Signature)"

@@ -19,7 +19,7 @@ import time
 from collections import Counter
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from clickstream.health import start_health_server
 from clickstream.lake import hour_prefix
@@ -51,6 +51,7 @@ class LakeSink:
         # Flushes run in the background while the consumer reads on, one at a time per partition,
         # so that a partition's objects and commits keep their offset order.
         self._flushing: dict[TopicPartition, asyncio.Task] = {}
+        self._scheduling = asyncio.Lock()  # one flush_due pass at a time (the sink's consumers each call it)
         self._listing = asyncio.Lock()  # one listing of the lake at a time (stored.py is not thread-safe)
         self._owned_since: dict[TopicPartition, int] = {}  # bumped when a partition is revoked
         self.stored = {spec.table: StoredOffsets(spec.table, self._list_keys) for spec in self.tables.values()}
@@ -148,6 +149,10 @@ class LakeSink:
         A buffer due by age whose partition is still flushing keeps filling until that flush is
         done; one due by size waits for it, so a partition holds at most two buffers' worth of
         records (one uploading, one filling) and a slow or failing lake pauses consumption."""
+        async with self._scheduling:
+            await self._flush_due(force)
+
+    async def _flush_due(self, force: bool) -> None:
         for task in [t for t in self._flushing.values() if t.done()]:
             task.result()  # a flush that failed stops the sink here
         now = time.monotonic()
@@ -214,23 +219,49 @@ class LakeSink:
         }
 
 
-class _DropOnRevoke(ConsumerRebalanceListener):
-    def __init__(self, sink: LakeSink):
-        self.sink = sink
+class SplitReading(ConsumerRebalanceListener):
+    """Shares the partitions the sink's group consumer is assigned among it and its helpers.
+
+    aiokafka keeps one fetch in flight per consumer and broker, and a broker that keeps its log on
+    S3 answers a fetch only after reading it back, so one consumer spends much of its time waiting.
+    Helpers (consumers outside the group) fetch meanwhile. The group has one member per sink
+    process whatever the number of helpers, so rebalances stay as simple as with one consumer: the
+    group consumer pauses the partitions a helper fetches, keeps them assigned, and commits for them.
+    A helper starts each partition at the group's committed offset, as the group consumer would."""
+
+    def __init__(self, sink: LakeSink, group: AIOKafkaConsumer, helpers: list[AIOKafkaConsumer]):
+        self.sink, self.group, self.helpers = sink, group, helpers
 
     async def on_partitions_revoked(self, revoked):
+        for helper in self.helpers:
+            helper.assign([])
         self.sink.drop(revoked)
 
     async def on_partitions_assigned(self, assigned):
-        pass
+        if not self.helpers:
+            return
+        ordered = sorted(assigned)
+        shares = [ordered[i::len(self.helpers) + 1] for i in range(1, len(self.helpers) + 1)]
+        handed = [tp for share in shares for tp in share]
+        self.group.pause(*handed)  # before anything awaits, so the group consumer never fetches them
+        try:
+            committed = {tp: await self.group.committed(tp) for tp in handed}
+        except KafkaError as exc:
+            log.warning("reading all partitions with one consumer: committed offsets unknown (%s)", exc)
+            self.group.resume(*handed)
+            return
+        for helper, share in zip(self.helpers, shares):
+            helper.assign(share)
+            for tp in share:
+                if committed[tp] is not None:
+                    helper.seek(tp, committed[tp])
+        log.info("fetching %d partitions with %d consumers", len(ordered), len(self.helpers) + 1)
 
 
-async def consume(settings: Settings, stop: asyncio.Event) -> None:
-    topics = Topics.from_settings(settings)
-    destination = LakeDestination.from_settings(settings)
-    consumer = AIOKafkaConsumer(
+def new_consumer(settings: Settings, topics: Topics, *, group: bool = True) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(
         bootstrap_servers=settings.bootstrap_servers,
-        group_id=topics.group("sink"),
+        group_id=topics.group("sink") if group else None,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         session_timeout_ms=6000,
@@ -239,22 +270,47 @@ async def consume(settings: Settings, stop: asyncio.Event) -> None:
         max_poll_interval_ms=3_600_000,
         max_partition_fetch_bytes=FETCH_BYTES_PER_PARTITION,
     )
-    sink = LakeSink(settings, consumer, destination)
+
+
+async def consume(settings: Settings, stop: asyncio.Event) -> None:
+    topics = Topics.from_settings(settings)
+    destination = LakeDestination.from_settings(settings)
+    group = new_consumer(settings, topics)
+    helpers = [new_consumer(settings, topics, group=False) for _ in range(settings.sink_consumers - 1)]
+    sink = LakeSink(settings, group, destination)
     await asyncio.to_thread(sink._retrying, "setup", destination.ensure_ready)
     health = await start_health_server(settings.host, settings.sink_port, sink.status)
-    consumer.subscribe(list(sink.tables), listener=_DropOnRevoke(sink))
-    await consumer.start()
-    try:
+
+    async def read(consumer: AIOKafkaConsumer) -> None:
         while not stop.is_set():
+            if not consumer.assignment():
+                await asyncio.sleep(0.1)  # a helper between rebalances
+                continue
             batch = await consumer.getmany(timeout_ms=500)
-            for records in batch.values():
-                for record in records:
-                    await sink.add(record)
+            owned = consumer.assignment()  # without a helper's partitions that a rebalance took meanwhile
+            for tp, records in batch.items():
+                if tp in owned:
+                    for record in records:
+                        await sink.add(record)
             await sink.flush_due()
+
+    consumers = [group, *helpers]
+    try:
+        await asyncio.gather(*(helper.start() for helper in helpers))
+        group.subscribe(list(sink.tables), listener=SplitReading(sink, group, helpers))
+        await group.start()
+        readers = [asyncio.ensure_future(read(consumer)) for consumer in consumers]
+        await asyncio.wait(readers, return_when=asyncio.FIRST_EXCEPTION)
+        # A reader that failed (a failed flush, say) stops the others, which finish their pass
+        # (never cancelled mid-flush), and then ends the sink; the supervisor restarts it.
+        stop.set()
+        for result in await asyncio.gather(*readers, return_exceptions=True):
+            if isinstance(result, BaseException):
+                raise result
         # Shutting down: write what is buffered so nothing waits for the next start.
         await sink.flush_due(force=True)
     finally:
-        await consumer.stop()
+        await asyncio.gather(*(consumer.stop() for consumer in consumers), return_exceptions=True)
         await health.cleanup()
 
 
