@@ -20,6 +20,10 @@ class PartitionBuffer(Generic[T]):
         self.records.append((offset, item))
         self.size_bytes += size
 
+    def extend(self, records: list[tuple[int, T]], size: int) -> None:
+        self.records.extend(records)
+        self.size_bytes += size
+
     @property
     def last_offset(self) -> int:
         return self.records[-1][0]

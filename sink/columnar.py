@@ -83,11 +83,18 @@ class JsonBatchDecoder:
             columns.append(f'{expr} AS "{name}"')
         self._sql = (f"SELECT {', '.join(columns)} "
                      f"FROM (SELECT json_transform_strict(v, {_quote(structure)}) AS r FROM batch)")
-        # One thread: the sink shares the machine with the broker and the other services, and a
-        # flush is a few MB; DuckDB's own threads would only contend with them.
-        self._con = duckdb.connect(config={"threads": 1})
-        self._con.execute("SET TimeZone = 'UTC'")
-        self._lock = threading.Lock()  # the sink decodes in a worker thread; one query at a time
+        # One DuckDB thread per query: the sink shares the machine with the broker and the other
+        # services, and a flush is a few MB. Flushes of different partitions decode side by side,
+        # each worker thread on a connection of its own (DuckDB runs a query without the GIL).
+        self._database = duckdb.connect(config={"threads": 1})
+        self._local = threading.local()
+
+    def _connection(self) -> duckdb.DuckDBPyConnection:
+        con = getattr(self._local, "con", None)
+        if con is None:
+            con = self._local.con = self._database.cursor()
+            con.execute("SET TimeZone = 'UTC'")  # a connection's own setting; times without an offset are UTC
+        return con
 
     def decode(self, values: Sequence[bytes]) -> pa.Table:
         """One row per value, in order, typed as ``schema``; raises :class:`NotColumnar`."""
@@ -101,12 +108,12 @@ class JsonBatchDecoder:
             texts.validate(full=True)  # UTF-8, as JSON text must be
         except pa.ArrowInvalid as exc:
             raise NotColumnar(f"a record is not UTF-8 text ({exc})") from exc
-        with self._lock:
-            self._con.register("batch", pa.table({"v": texts}))
-            try:
-                table = self._con.execute(self._sql).to_arrow_table()
-            except duckdb.Error as exc:
-                raise NotColumnar(str(exc).splitlines()[0]) from exc
-            finally:
-                self._con.unregister("batch")
+        con = self._connection()
+        con.register("batch", pa.table({"v": texts}))
+        try:
+            table = con.execute(self._sql).to_arrow_table()
+        except duckdb.Error as exc:
+            raise NotColumnar(str(exc).splitlines()[0]) from exc
+        finally:
+            con.unregister("batch")
         return table.cast(self.schema)

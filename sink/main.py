@@ -89,32 +89,37 @@ class LakeSink:
 
     async def add(self, record) -> None:
         """Buffer a record as it came; it is decoded with the rest of its flush (parquet.decode_records)."""
-        tp = TopicPartition(record.topic, record.partition)
+        self.add_all(TopicPartition(record.topic, record.partition), [record])
+
+    def add_all(self, tp: TopicPartition, records) -> None:
+        """Buffer one partition's records, in offset order, as a fetch returned them."""
         buffer = self.buffers.get(tp)
         if buffer is None:
             buffer = self.buffers[tp] = PartitionBuffer(opened_at=time.monotonic())
-        buffer.add(record.offset, record.value, len(record.value))
+        buffer.extend([(r.offset, r.value) for r in records], sum(len(r.value) for r in records))
 
-    async def _rows_to_store(self, tp: TopicPartition, spec: TableSpec, decoded: Decoded) -> list[int]:
-        """The rows of a flush that go to the lake, in offset order: not a repeat of a record among
-        the partition's previous ones (repeats.py) and not already in the lake (stored.py)."""
-        recent = None
+    async def _rows_to_store(self, tp: TopicPartition, spec: TableSpec, decoded: Decoded) -> list[int] | None:
+        """The rows of a flush that go to the lake, in offset order (None: all of them): not a repeat
+        of a record among the partition's previous ones (repeats.py) and not already in the lake
+        (stored.py)."""
+        repeated: set[int] = set()
         if decoded.ids is not None:
             recent = self.recent.get(tp)
             if recent is None:
                 recent = self.recent[tp] = await self._recent_before(tp, decoded.offsets[0], spec)
+            repeated = set(recent.repeats(decoded.ids, decoded.offsets))
+            self.stats["repeats_dropped"] += len(repeated)
         stored = self.stored[spec.table]
+        prefixes = {hour: hour_prefix(spec.table, hour) for hour in set(decoded.hours)}
+        for prefix in prefixes.values():
+            await self._load_stored(stored, prefix)
+        if not repeated and all(stored.last_offset(p, tp.partition) < decoded.offsets[0] for p in prefixes.values()):
+            return None  # the usual flush: every row is new, no need to look at each
         keep: list[int] = []
-        hour = prefix = None
         for i, offset in enumerate(decoded.offsets):
-            if recent is not None and recent.is_repeat(decoded.ids[i], offset):
-                self.stats["repeats_dropped"] += 1
+            if i in repeated:
                 continue
-            if decoded.hours[i] != hour:
-                hour = decoded.hours[i]
-                prefix = hour_prefix(spec.table, hour)
-                await self._load_stored(stored, prefix)
-            if stored.contains(prefix, tp.partition, offset):
+            if stored.contains(prefixes[decoded.hours[i]], tp.partition, offset):
                 self.stats["skipped_already_stored"] += 1
                 continue
             keep.append(i)
@@ -139,8 +144,8 @@ class LakeSink:
             await reader.stop()
         # Decoded as a flush is (undecodable records are skipped there too).
         decoded = await asyncio.to_thread(decode_records, spec, records)
-        for record_offset, record_id in zip(decoded.offsets, decoded.ids):
-            recent.is_repeat(record_id, record_offset)
+        if decoded.offsets:
+            recent.repeats(decoded.ids, decoded.offsets)
         return recent
 
     async def flush_due(self, *, force: bool = False) -> None:
@@ -245,7 +250,8 @@ class SplitReading(ConsumerRebalanceListener):
         handed = [tp for share in shares for tp in share]
         self.group.pause(*handed)  # before anything awaits, so the group consumer never fetches them
         try:
-            committed = {tp: await self.group.committed(tp) for tp in handed}
+            offsets = await asyncio.gather(*(self.group.committed(tp) for tp in handed))
+            committed = dict(zip(handed, offsets))
         except KafkaError as exc:
             log.warning("reading all partitions with one consumer: committed offsets unknown (%s)", exc)
             self.group.resume(*handed)
@@ -290,8 +296,7 @@ async def consume(settings: Settings, stop: asyncio.Event) -> None:
             owned = consumer.assignment()  # without a helper's partitions that a rebalance took meanwhile
             for tp, records in batch.items():
                 if tp in owned:
-                    for record in records:
-                        await sink.add(record)
+                    sink.add_all(tp, records)
             await sink.flush_due()
 
     consumers = [group, *helpers]

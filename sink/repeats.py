@@ -13,6 +13,7 @@ restart, the records before the resume point are read again to fill the window
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 
 WINDOW = 10_000  # records of a partition
 
@@ -33,12 +34,27 @@ class RecentIds:
         """True if ``record_id`` is among the ids of the :data:`WINDOW` offsets before ``offset``.
 
         Offsets must come in increasing order (the same one again is not a repeat of itself)."""
-        while self._order and self._order[0][0] < offset - WINDOW:
-            old_offset, old = self._order.popleft()
-            if self._latest.get(old) == old_offset:
-                del self._latest[old]
+        self._forget_before(offset - WINDOW)
         latest = self._latest.get(record_id)
         if latest is None or latest < offset:
             self._latest[record_id] = offset
             self._order.append((offset, record_id))
         return latest is not None and offset - WINDOW <= latest < offset
+
+    def repeats(self, ids: Sequence[str], offsets: Sequence[int]) -> list[int]:
+        """The positions of the records that :meth:`is_repeat`, called on each in turn, finds repeated."""
+        if ids and len(set(ids)) == len(ids) and self._latest.keys().isdisjoint(ids):
+            # The usual flush: no id seen before, none twice. Each call would find nothing and
+            # remember its id; remembered all at once, then forgotten as the last call would.
+            self._latest.update(zip(ids, offsets))
+            self._order.extend(zip(offsets, ids))
+            self._forget_before(offsets[-1] - WINDOW)
+            return []
+        return [i for i, (record_id, offset) in enumerate(zip(ids, offsets)) if self.is_repeat(record_id, offset)]
+
+    def _forget_before(self, offset: int) -> None:
+        order, latest = self._order, self._latest
+        while order and order[0][0] < offset:
+            old_offset, old = order.popleft()
+            if latest.get(old) == old_offset:
+                del latest[old]

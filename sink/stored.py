@@ -55,6 +55,10 @@ class StoredOffsets:
         i = bisect.bisect_right(ranges, (offset, float("inf"))) - 1
         return i >= 0 and ranges[i][0] <= offset <= ranges[i][1]
 
+    def last_offset(self, hour_prefix: str, partition: int) -> int:
+        """The highest offset of the partition stored in the hour; -1 if none."""
+        return max((last for _, last in self._hour(hour_prefix).get(partition, ())), default=-1)
+
     def add(self, hour_prefix: str, partition: int, first: int, last: int) -> None:
         """Record an object this sink has just written."""
         bisect.insort(self._hour(hour_prefix).setdefault(partition, []), (first, last))

@@ -1,5 +1,8 @@
 """Copies of a record left by a retried produce."""
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from sink.repeats import WINDOW, RecentIds, window_start
 
 
@@ -26,3 +29,35 @@ def test_reading_the_same_record_again_is_not_a_repeat():
 
 def test_the_window_before_a_resume_point():
     assert window_start(3) == 0 and window_start(WINDOW + 7) == 7
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 40), st.integers(1, 6000)), min_size=1, max_size=60),
+    st.lists(st.integers(1, 30), min_size=1, max_size=10),
+)
+def test_a_flush_at_once_finds_what_one_record_at_a_time_finds(records, cuts):
+    """``repeats`` over batches, its fast path included, against ``is_repeat`` record by record:
+    the same repeats and the same memory after each batch (ids from a small pool, offsets with
+    gaps of up to more than half the window, so ids leave the window within a batch too)."""
+    ids, offsets, offset = [], [], 0
+    for n, gap in records:
+        offset += gap
+        ids.append(f"id{n}" if n < 30 else f"fresh{offset}")
+        offsets.append(offset)
+    one, batched = RecentIds(), RecentIds()
+    start = 0
+    for cut in cuts * len(ids):
+        if start >= len(ids):
+            break
+        end = min(len(ids), start + cut)
+        expected = [i for i in range(end - start) if one.is_repeat(ids[start + i], offsets[start + i])]
+        assert batched.repeats(ids[start:end], offsets[start:end]) == expected
+        assert (batched._latest, list(batched._order)) == (one._latest, list(one._order))
+        start = end
+
+
+def test_a_flush_of_new_ids_takes_the_fast_path_and_remembers_them():
+    recent = RecentIds()
+    assert recent.repeats(["a", "b"], [0, 1]) == []
+    assert recent.repeats(["c", "a"], [2, 3]) == [1]

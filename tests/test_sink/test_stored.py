@@ -35,3 +35,15 @@ def test_cache_is_bounded():
         stored.load(f"events/dt=2026-11-27/hour={h:02d}")
     assert not stored.is_loaded("events/dt=2026-11-27/hour=00")
     assert stored.is_loaded("events/dt=2026-11-27/hour=04")
+
+
+def test_the_last_stored_offset_of_a_partition_in_an_hour():
+    stored = StoredOffsets("events", lambda prefix: [
+        "events/dt=2026-11-27/hour=10/events-p0-0-9.parquet",
+        "events/dt=2026-11-27/hour=10/events-p0-20-25.parquet",
+        "events/dt=2026-11-27/hour=10/events-p1-3-4.parquet",
+    ])
+    hour = "events/dt=2026-11-27/hour=10"
+    assert [stored.last_offset(hour, p) for p in (0, 1, 2)] == [25, 4, -1]
+    stored.add(hour, 2, 30, 31)
+    assert stored.last_offset(hour, 2) == 31
