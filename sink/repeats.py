@@ -34,7 +34,10 @@ class RecentIds:
         """True if ``record_id`` is among the ids of the :data:`WINDOW` offsets before ``offset``.
 
         Offsets must come in increasing order (the same one again is not a repeat of itself)."""
-        self._forget_before(offset - WINDOW)
+        while self._order and self._order[0][0] < offset - WINDOW:
+            old_offset, old = self._order.popleft()
+            if self._latest.get(old) == old_offset:
+                del self._latest[old]
         latest = self._latest.get(record_id)
         if latest is None or latest < offset:
             self._latest[record_id] = offset
@@ -42,19 +45,9 @@ class RecentIds:
         return latest is not None and offset - WINDOW <= latest < offset
 
     def repeats(self, ids: Sequence[str], offsets: Sequence[int]) -> list[int]:
-        """The positions of the records that :meth:`is_repeat`, called on each in turn, finds repeated."""
-        if ids and len(set(ids)) == len(ids) and self._latest.keys().isdisjoint(ids):
-            # The usual flush: no id seen before, none twice. Each call would find nothing and
-            # remember its id; remembered all at once, then forgotten as the last call would.
-            self._latest.update(zip(ids, offsets))
-            self._order.extend(zip(offsets, ids))
-            self._forget_before(offsets[-1] - WINDOW)
-            return []
-        return [i for i, (record_id, offset) in enumerate(zip(ids, offsets)) if self.is_repeat(record_id, offset)]
+        """The positions of the records that :meth:`is_repeat`, called on each in turn, finds repeated.
 
-    def _forget_before(self, offset: int) -> None:
-        order, latest = self._order, self._latest
-        while order and order[0][0] < offset:
-            old_offset, old = order.popleft()
-            if latest.get(old) == old_offset:
-                del latest[old]
+        Each record's id is remembered either way: that, a dict insertion of a string whose hash is
+        not yet known, is most of the cost, so a check of the whole batch first would only add to it."""
+        is_repeat = self.is_repeat
+        return [i for i, (record_id, offset) in enumerate(zip(ids, offsets)) if is_repeat(record_id, offset)]

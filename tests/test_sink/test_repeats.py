@@ -37,7 +37,7 @@ def test_the_window_before_a_resume_point():
     st.lists(st.integers(1, 30), min_size=1, max_size=10),
 )
 def test_a_flush_at_once_finds_what_one_record_at_a_time_finds(records, cuts):
-    """``repeats`` over batches, its fast path included, against ``is_repeat`` record by record:
+    """``repeats`` over batches against ``is_repeat`` record by record:
     the same repeats and the same memory after each batch (ids from a small pool, offsets with
     gaps of up to more than half the window, so ids leave the window within a batch too)."""
     ids, offsets, offset = [], [], 0
@@ -57,7 +57,7 @@ def test_a_flush_at_once_finds_what_one_record_at_a_time_finds(records, cuts):
         start = end
 
 
-def test_a_flush_of_new_ids_takes_the_fast_path_and_remembers_them():
+def test_a_flush_remembers_its_ids_for_the_next():
     recent = RecentIds()
     assert recent.repeats(["a", "b"], [0, 1]) == []
     assert recent.repeats(["c", "a"], [2, 3]) == [1]
