@@ -48,8 +48,23 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
-def free_port_pair(offset: int, host: str = "127.0.0.1", low: int = 20000, high: int = 50000) -> int:
-    """A port ``p`` such that ``p`` and ``p + offset`` are both free (SeaweedFS's gRPC convention)."""
+def ephemeral_port_low(default: int = 32768) -> int:
+    """The lowest port the kernel hands out as the local end of an outgoing connection."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return default
+
+
+def free_port_pair(offset: int, host: str = "127.0.0.1", low: int = 10000, high: int | None = None) -> int:
+    """A port ``p`` such that ``p`` and ``p + offset`` are both free (SeaweedFS's gRPC convention).
+
+    Both stay below the kernel's ephemeral range by default. A port in that range can be taken in
+    the meantime as the local end of any outgoing connection: SeaweedFS's own components connect to
+    each other while it still starts its last ones, which then failed with "address already in use"."""
+    if high is None:
+        high = max(low + 1000, ephemeral_port_low() - 1 - offset)
     for _ in range(200):
         port = random.randint(low, high)
         if _bindable(host, port) and _bindable(host, port + offset):

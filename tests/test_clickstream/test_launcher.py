@@ -45,3 +45,14 @@ def test_banner_names_external_services(tmp_path):
     text = banner(settings, {"api": {"url": "http://127.0.0.1:8000"}})
     assert "kafka://kafka:9092 (external)" in text and "http://minio:9000 (external)" in text
     assert "wk_1" in text
+
+
+def test_seaweedfs_port_pairs_stay_below_the_ephemeral_range():
+    """Outgoing connections take their local port from the kernel's ephemeral range, so a port
+    chosen there can be gone by the time SeaweedFS binds it."""
+    from clickstream.stack.probes import ephemeral_port_low, free_port_pair
+    from clickstream.stack.servers import GRPC_OFFSET
+
+    ports = [free_port_pair(GRPC_OFFSET) for _ in range(200)]
+    assert max(ports) + GRPC_OFFSET < ephemeral_port_low()
+    assert min(ports) >= 10000
