@@ -17,7 +17,7 @@ that SeaweedFS, as ``clickstream up`` runs it), both started here on free loopba
                   (same partition, offset range and hour, so the same row counts), each
                   ``pa.Table.from_pylist`` -> ``pq.write_table`` (zstd) -> ``LakeDestination.put`` into
                   another fresh bucket of the same SeaweedFS, one after the other as the sink does.
-* ``sink-no-kafka`` -- the sink's own code (``sink.main.LakeSink``: ``add`` then ``flush_due``, so
+* ``sink-no-kafka`` -- the sink's own code (``sink.main.LakeSink``: ``add_all`` then ``flush_due``, so
                   the vectorised decoding of each flush, encoding and ``LakeDestination.put``) fed the records of
                   those same objects from memory, with a consumer whose commit does nothing: the
                   sink with Kafka for free, to compare with pyarrow on equal terms.
@@ -46,7 +46,7 @@ sets how many S3 reads a fetch costs; ``--batch-kb 16`` (aiokafka's default) sho
 A CPU profile without any I/O (``--no-profile`` skips it) prices each step per row on a sample of
 the same records: per-record decoding, the row builder and ``from_pylist`` (what the sink did
 before its vectorised decoding, which is priced beside them), Parquet encoding, and the sink's
-whole in-memory path (``LakeSink.add`` + ``flush_due`` with a destination that drops the bytes).
+whole in-memory path (``LakeSink.add_all`` + ``flush_due`` with a destination that drops the bytes).
 
 The events resemble what the stream processor writes to ``clickstream.events``: built by the
 API's own ``build_event`` from Segment-style page, track and identify calls (user agents, UTM
@@ -510,21 +510,21 @@ def write_with_pyarrow(destination: LakeDestination, planned: list[Planned]) -> 
 
 
 def sink_without_kafka(settings: Settings, topic: str, produced: Produced, planned: list[Planned]) -> BaselineRun:
-    """The sink's own code (``LakeSink.add`` and ``flush_due``: decode, row builder, encode, upload) on the
+    """The sink's own code (``LakeSink.add_all`` and ``flush_due``: decode, row builder, encode, upload) on the
     records of the same objects, handed over from memory: the sink with Kafka for free."""
     destination = LakeDestination.from_settings(settings)
     destination.ensure_ready()
     batches = []
     for obj in planned:
         _table, partition, first, last = parse_object_key(obj.key)
-        batches.append([FakeRecord(topic, partition, o, produced.events[(partition, o)].to_bytes())
-                        for o in range(first, last + 1) if (partition, o) in produced.events])
+        batches.append((TopicPartition(topic, partition),
+                        [FakeRecord(topic, partition, o, produced.events[(partition, o)].to_bytes())
+                         for o in range(first, last + 1) if (partition, o) in produced.events]))
     sink = LakeSink(settings, NullConsumer(), destination)
 
     async def go() -> None:
-        for batch in batches:
-            for record in batch:
-                await sink.add(record)
+        for tp, batch in batches:
+            sink.add_all(tp, batch)
             await sink.flush_due(force=True)
 
     with CpuMeter() as cpu:
@@ -588,14 +588,18 @@ def profile(settings: Settings, topic: str, produced: Produced, sample: int) -> 
     def whole_sink() -> None:
         sink = LakeSink(settings, NullConsumer(), NullDestination())
 
+        by_partition: dict[int, list[FakeRecord]] = {}
+        for ((partition, offset), _event), value in zip(records, values):
+            by_partition.setdefault(partition, []).append(FakeRecord(topic, partition, offset, value))
+
         async def go() -> None:
-            for ((partition, offset), _event), value in zip(records, values):
-                await sink.add(FakeRecord(topic, partition, offset, value))
+            for partition, batch in by_partition.items():
+                sink.add_all(TopicPartition(topic, partition), batch)
             await sink.flush_due(force=True)
 
         asyncio.run(go())
 
-    out["LakeSink.add + flush (no I/O)"] = timed(whole_sink)
+    out["LakeSink.add_all + flush (no I/O)"] = timed(whole_sink)
     return out
 
 

@@ -16,10 +16,6 @@ class PartitionBuffer(Generic[T]):
     records: list[tuple[int, T]] = field(default_factory=list)
     size_bytes: int = 0
 
-    def add(self, offset: int, item: T, size: int) -> None:
-        self.records.append((offset, item))
-        self.size_bytes += size
-
     def extend(self, records: list[tuple[int, T]], size: int) -> None:
         self.records.extend(records)
         self.size_bytes += size

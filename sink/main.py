@@ -87,12 +87,9 @@ class LakeSink:
             self.recent.pop(tp, None)
             self._owned_since[tp] = self._owned_since.get(tp, 0) + 1
 
-    async def add(self, record) -> None:
-        """Buffer a record as it came; it is decoded with the rest of its flush (parquet.decode_records)."""
-        self.add_all(TopicPartition(record.topic, record.partition), [record])
-
     def add_all(self, tp: TopicPartition, records) -> None:
-        """Buffer one partition's records, in offset order, as a fetch returned them."""
+        """Buffer one partition's records, in offset order, as a fetch returned them; they are
+        decoded with the rest of their flush (parquet.decode_records)."""
         buffer = self.buffers.get(tp)
         if buffer is None:
             buffer = self.buffers[tp] = PartitionBuffer(opened_at=time.monotonic())

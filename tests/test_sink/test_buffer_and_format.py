@@ -17,10 +17,10 @@ T0 = datetime(2026, 11, 27, 9, 59, tzinfo=timezone.utc)
 def test_buffer_is_due_by_age_or_size():
     b = PartitionBuffer(opened_at=100.0)
     assert not b.is_due(1000.0, max_age_s=5, max_bytes=10)  # empty is never due
-    b.add(7, "x", 4)
+    b.extend([(7, "x")], 4)
     assert not b.is_due(104.0, max_age_s=5, max_bytes=10)
     assert b.is_due(105.0, max_age_s=5, max_bytes=10)
-    b.add(8, "y", 6)
+    b.extend([(8, "y")], 6)
     assert b.is_due(100.0, max_age_s=5, max_bytes=10)
     assert b.last_offset == 8
 

@@ -52,9 +52,9 @@ def test_a_partition_revoked_during_its_upload_is_not_committed():
     lake.revoke = TopicPartition(topic, 0)
 
     async def run():
-        for offset, event in enumerate(events):
-            await sink.add(Record(topic, 0, offset, event.to_bytes()))
-        await sink.add(Record(topic, 1, 0, events[0].model_copy(update={"event_id": "x"}).to_bytes()))
+        sink.add_all(TopicPartition(topic, 0), [Record(topic, 0, o, e.to_bytes()) for o, e in enumerate(events)])
+        other = events[0].model_copy(update={"event_id": "x"})
+        sink.add_all(TopicPartition(topic, 1), [Record(topic, 1, 0, other.to_bytes())])
         await sink.flush_due(force=True)
 
     asyncio.run(run())
@@ -89,8 +89,7 @@ def test_a_flush_keeps_each_record_once_and_names_what_it_cannot_decode(broken):
         values.insert(4, b'{"event_id": "broken"}')
 
     async def run():
-        for offset, value in enumerate(values):
-            await sink.add(Record(topic, 0, offset, value))
+        sink.add_all(TopicPartition(topic, 0), [Record(topic, 0, offset, value) for offset, value in enumerate(values)])
         await sink.flush_due(force=True)
 
     asyncio.run(run())
@@ -127,15 +126,13 @@ def test_records_read_while_a_flush_uploads_go_to_the_next_flush_and_commits_kee
     tp = TopicPartition(topic, 0)
 
     async def run():
-        for offset in range(3):
-            await sink.add(Record(topic, 0, offset, values[offset]))
+        sink.add_all(tp, [Record(topic, 0, offset, values[offset]) for offset in range(3)])
         await sink.flush_due(force=False)  # not due yet: nothing starts
         assert not sink._flushing
         sink.buffers[tp].opened_at -= 60
         await sink.flush_due()  # due: starts in the background and returns
         assert sink.status()["flushing"] and consumer.commits == []
-        for offset in range(3, 6):
-            await sink.add(Record(topic, 0, offset, values[offset]))
+        sink.add_all(tp, [Record(topic, 0, offset, values[offset]) for offset in range(3, 6)])
         assert sink.status()["buffered_rows"] == 3
         await sink.flush_due(force=True)
 
@@ -159,7 +156,7 @@ def test_a_failed_background_flush_stops_the_sink():
     value = Event(event_id="e", type="page", anonymous_id="a", timestamp=now, received_at=now, source="demo").to_bytes()
 
     async def run():
-        await sink.add(Record(topic, 0, 0, value))
+        sink.add_all(TopicPartition(topic, 0), [Record(topic, 0, 0, value)])
         sink.buffers[TopicPartition(topic, 0)].opened_at -= 60
         await sink.flush_due()
         await asyncio.sleep(0.5)
@@ -189,8 +186,7 @@ def test_a_rejected_event_left_twice_by_a_retried_produce_is_stored_once():
     values = [first.to_bytes(), first.to_bytes(), again.to_bytes()]
 
     async def run():
-        for offset, value in enumerate(values):
-            await sink.add(Record(topic, 0, offset, value))
+        sink.add_all(TopicPartition(topic, 0), [Record(topic, 0, offset, value) for offset, value in enumerate(values)])
         await sink.flush_due(force=True)
 
     asyncio.run(run())
