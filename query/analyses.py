@@ -158,13 +158,17 @@ def neighbours(con, r: Range, page: str, limit: int = 10) -> dict[str, pd.DataFr
 
     One ordering of the range's page views by session serves both (``lag`` and ``lead`` over the
     same window), so a page that shows both pays for one sort instead of two.
+
+    Page views of one session at the same instant are ordered by path: the counts then do not
+    depend on the order DuckDB happens to read them in, and the sort needs no other column
+    (ordering ties by ``event_id`` read and sorted one more string column, about a third more time).
     """
     where, params = r.where()
     pairs = con.execute(f"""
         SELECT coalesce(previous, '(exit)') AS previous, coalesce(next, '(exit)') AS next, count(*) AS transitions
         FROM (SELECT path, lag(path) OVER w AS previous, lead(path) OVER w AS next
               FROM events WHERE {where} AND type = 'page' AND session_id IS NOT NULL
-              WINDOW w AS (PARTITION BY session_id ORDER BY timestamp, event_id))
+              WINDOW w AS (PARTITION BY session_id ORDER BY timestamp, path))
         WHERE path = ? GROUP BY ALL""", params + [page]).df()
     result = {}
     for direction in ("previous", "next"):
@@ -244,17 +248,20 @@ def sessionize(con, r: Range, timeout_minutes: int = 30) -> pd.DataFrame:
     (anonymous id, else user id), a new session starts after a gap of the timeout or more."""
     where, params = r.where()
     # Gaps and durations in epoch microseconds (integer arithmetic, not interval arithmetic).
+    # Events of a device at the same instant need no tie-break: the gap between them is 0, so
+    # they fall in the same session whichever comes first. The running count of session starts
+    # uses the default RANGE frame, which takes in every event at the same instant, so they
+    # share one session number even when the two windows order them differently.
     return _df(con, f"""
         WITH base AS (
-            SELECT {DEVICE} AS visitor, event_id, epoch_us(timestamp) AS ts, timestamp, type, path
+            SELECT {DEVICE} AS visitor, epoch_us(timestamp) AS ts, timestamp, type, path
             FROM events WHERE {where} AND {DEVICE} IS NOT NULL),
         ordered AS (
             SELECT *, CASE WHEN lag(ts) OVER w IS NULL OR ts - lag(ts) OVER w >= {int(timeout_minutes) * 60_000_000}
                            THEN 1 ELSE 0 END AS starts
-            FROM base WINDOW w AS (PARTITION BY visitor ORDER BY ts, event_id)),
+            FROM base WINDOW w AS (PARTITION BY visitor ORDER BY ts)),
         numbered AS (
-            SELECT *, sum(starts) OVER (PARTITION BY visitor ORDER BY ts, event_id
-                                        ROWS UNBOUNDED PRECEDING) AS session_number FROM ordered)
+            SELECT *, sum(starts) OVER (PARTITION BY visitor ORDER BY ts) AS session_number FROM ordered)
         SELECT visitor, session_number, min(timestamp) AS session_start, max(timestamp) AS session_end,
                (max(ts) - min(ts)) / 1e6 AS duration_s, count(*) AS event_count,
                count(*) FILTER (WHERE type = 'page') AS page_views,

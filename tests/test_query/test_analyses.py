@@ -197,6 +197,37 @@ def test_sql_sessions_follow_the_device_across_sign_in_and_cut_at_exactly_the_ti
     assert list(df["visitor"]) == ["d1", "d1"] and list(df["event_count"]) == [2, 2]
 
 
+
+def test_sql_sessions_keep_events_at_the_same_instant_together(tmp_path, event_factory, write_lake):
+    # Many events of each device at one instant right after a gap of the timeout: however DuckDB
+    # orders them (two windows, several threads, objects of two Kafka partitions), they form one
+    # session with every one of them, after the device's first session.
+    settings = Settings(_env_file=None, lake_dir=tmp_path / "ties")
+    devices = [f"d{i}" for i in range(20)]
+    for partition in (0, 1):
+        events = []
+        for d in devices[partition::2]:
+            events.append(event_factory(anonymous_id=d, type="page", path="/", timestamp=m(0)))
+            events += [event_factory(anonymous_id=d, type="page", path=f"/p{k}", timestamp=m(30)) for k in range(40)]
+        write_lake(settings, events, partition=partition)
+    df = sessionize(connect(settings), Range(m(-60), m(120)), timeout_minutes=30)
+    assert df["visitor"].tolist() == [d for d in sorted(devices) for _ in range(2)]
+    assert df["session_number"].tolist() == [1, 2] * len(devices)
+    assert df["event_count"].tolist() == [1, 40] * len(devices)
+    assert df["duration_s"].tolist() == [0.0, 0.0] * len(devices)
+
+
+def test_paths_order_page_views_at_the_same_instant_by_path(tmp_path, event_factory, write_lake):
+    settings = Settings(_env_file=None, lake_dir=tmp_path / "tied-paths")
+    events = [event_factory(anonymous_id="v", session_id="s", type="page", path=p, timestamp=at)
+              for p, at in [("/", m(0)), ("/b", m(1)), ("/a", m(1)), ("/c", m(2))]]
+    write_lake(settings, events)
+    con = connect(settings)
+    r = Range(m(-60), m(120))
+    assert paths(con, r, "/", "next")["next_page"].tolist() == ["/a"]
+    assert paths(con, r, "/a", "next")["next_page"].tolist() == ["/b"]
+    assert paths(con, r, "/c", "previous")["previous_page"].tolist() == ["/b"]
+
 def test_traffic_overview_counts_the_first_hour(con):
     ov = overview(con, FIRST_HOUR, "hour", limit=10)
     # s1 (v1): 3 pages + 2 tracks over 4 min; s2: 2 pages, 5 min; s3: 2 pages, 1 min; s4: 3 pages, 2 min;
