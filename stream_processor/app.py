@@ -1,6 +1,7 @@
 """Faust wiring: topics, tables and two thin agents around the plain logic modules.
 
-* ``process`` reads ``clickstream.raw``, keyed by device (anonymous id, else user id, as the
+* ``process`` reads ``clickstream.raw`` (its records come straight from the consumer, see
+  ``drain.py``), keyed by device (anonymous id, else user id, as the
   API writes it), so a device's events arrive in one partition, in order. Each partition's
   :class:`PartitionProcessor` drops repeats, sessionizes, closes sessions and windows on the
   watermark, and evaluates the session rules; sessionized events go to ``clickstream.events``,
@@ -157,9 +158,8 @@ def create_app(settings: Settings) -> faust.App:
     targets: dict[int, dict[str, int]] = {}
     emitted: dict[int, dict[str, int]] = {}
     resent: dict[int, em.Resent] = {}
-    batch = {"out": {}, "events": [], "since": time.monotonic()}  # out: partition -> Output
+    batch = {"out": {}, "messages": [], "since": time.monotonic()}  # out: partition -> Output
     lock = asyncio.Lock()
-    streams: dict[str, faust.StreamT] = {}
     # While this worker owns the partials' partition: the merger ("m"), where its outputs go ("to"),
     # the offsets they reached ("emitted") and what was sent before a restart ("resent").
     merging: dict = {}
@@ -243,15 +243,15 @@ def create_app(settings: Settings) -> faust.App:
 
     async def take_checkpoint() -> None:
         async with lock:
-            outs, events = batch["out"], batch["events"]
-            batch.update(out={}, events=[], since=time.monotonic())
+            outs, messages = batch["out"], batch["messages"]
+            batch.update(out={}, messages=[], since=time.monotonic())
             for p, out in outs.items():
                 drop_resent(out, p)
             outs = {p: out for p, out in outs.items() if out}
             transitions = [t for t in (proc.take_transitions() for proc in processors.values()) if t]
             # State as of this batch, serialized before any await lets the agent move on.
             states = {p: encode(proc.checkpoint()) for p, proc in processors.items() if proc.changed or p in outs}
-            if not events and not outs and not transitions and not states:
+            if not messages and not outs and not transitions and not states:
                 return
             dirty, sends = [], []
             for p, out in outs.items():
@@ -276,9 +276,9 @@ def create_app(settings: Settings) -> faust.App:
             await send_all([(visitor_states, key.encode(), value, partition, None) for key, partition, value in dirty])
             await send_all([(checkpoints, str(p).encode(), em.wrap_checkpoint(value, encode(emitted.get(p, {}))), p,
                              None) for p, value in states.items()])
-            stream = streams.get("process")
-            for event in events:
-                await stream.ack(event)
+            ack = app.consumer.ack
+            for message in messages:
+                ack(message)
             stats["checkpoints"] += 1
             stats["events_out"] += sum(len(out.events) for out in outs.values())
             stats["sessions_out"] += sum(len(out.sessions) for out in outs.values())
@@ -327,25 +327,54 @@ def create_app(settings: Settings) -> faust.App:
             out.reactions = again.drop(em.REACTIONS, out.reactions, lambda reaction: reaction.reaction_id)
             stats["resent_dropped"] = sum(r.dropped for r in resent.values())
 
+    background: dict[str, asyncio.Future | None] = {"checkpoint": None}
+
+    def process_record(message) -> Awaitable[None] | None:
+        """One record of the raw topic; an awaitable when the caller has to wait (state to load, or
+        a checkpoint to finish before the batch grows further) before the next one."""
+        proc = processors.get(message.partition)
+        if proc is None:
+            return process_after_load(message)
+        try:
+            value = Event.from_bytes(message.value)
+        except ValidationError as exc:
+            # Only the API writes this topic; a record it cannot have written stays in its log.
+            stats["undecodable_raw"] += 1
+            log.error("undecodable record on %s at %s: %s", message.topic, message.offset, exc)
+        else:
+            proc.process(value, message.topic, message.offset, now=now(), wall=time.time(),
+                         out=output_of(message.partition))
+        batch["messages"].append(message)
+        pending = len(batch["messages"])
+        if pending >= CHECKPOINT_EVENTS:
+            saving = background["checkpoint"]
+            if saving is None or saving.done():
+                # In the background: records go on being processed while the broker acknowledges
+                # the checkpoint's three rounds of sends, which would otherwise stall the consumer.
+                background["checkpoint"] = asyncio.ensure_future(checkpoint())
+            elif pending >= 2 * CHECKPOINT_EVENTS:
+                # One checkpoint in flight at a time, so the batch stays bounded. Shielded: a
+                # rebalance that cancels the delivery must not cancel a checkpoint halfway.
+                return asyncio.shield(saving)
+        return None
+
+    async def process_after_load(message) -> None:
+        await processor(message.partition)
+        pending = process_record(message)
+        if pending is not None:
+            await pending
+
+    # The raw topic's records go straight from the consumer to process_record (see drain.py): Faust's
+    # per-record delivery through its conductor and stream cost more than processing them. The agent
+    # keeps the topic subscribed and handles anything that still reaches it the same way.
+    app.handle_records(raw_in.get_topic_name(), process_record)
+
     @app.agent(raw_in)
     async def process(stream):
-        stream = stream.noack()
-        streams["process"] = stream
-        async for event in stream.events():
-            message = event.message
-            proc = await processor(message.partition)
-            try:
-                value = Event.from_bytes(event.value)
-            except ValidationError as exc:
-                # Only the API writes this topic; a record it cannot have written stays in its log.
-                stats["undecodable_raw"] += 1
-                log.error("undecodable record on %s at %s: %s", message.topic, message.offset, exc)
-            else:
-                proc.process(value, message.topic, message.offset, now=now(), wall=time.time(),
-                             out=output_of(message.partition))
-            batch["events"].append(event)
-            if len(batch["events"]) >= CHECKPOINT_EVENTS:
-                await checkpoint()
+        async for event in stream.noack().events():
+            pending = process_record(event.message)
+            if pending is not None:
+                await pending
 
     @app.agent(partials)
     async def merge(stream):
