@@ -124,10 +124,8 @@ def create_app(settings: Settings) -> faust.App:
         datadir=str(settings.data_dir / "processor"),
         consumer_auto_offset_reset="earliest",
         # Each fetch on Tansu's S3 log costs a round trip of tens of milliseconds: fetch more per
-        # partition. (The raw topic's records skip the stream buffer, see drain.py; the partials'
-        # stream still has one, larger than Faust's default.)
+        # partition.
         consumer_max_fetch_size=4 * 1024 * 1024,
-        stream_buffer_maxsize=16384,
     )
     stats: Counter[str] = Counter()
     fail = failpoint(settings.processor_failpoint)
