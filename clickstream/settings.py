@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     broker_log_bucket: str = Field(
         "clickstream-broker", description="bucket holding the local Tansu broker's log"
     )
+    s3_server_threads: int | None = Field(
+        None, ge=1, description="GOMAXPROCS of the local stack's SeaweedFS; unset = one thread per core"
+    )
     lake_dir: Path | None = Field(
         None, description="write the lake to this local directory instead of S3"
     )

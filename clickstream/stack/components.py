@@ -70,7 +70,7 @@ def stack_components(settings: Settings) -> list[Component]:
                 port=settings.s3_port,
                 url=settings.s3_endpoint_url,
                 ready=lambda: tcp_open(LOOPBACK, settings.s3_port) and bucket_exists(settings),
-                env=weed_env(settings.s3_access_key, settings.s3_secret_key),
+                env=weed_env(settings.s3_access_key, settings.s3_secret_key, settings.s3_server_threads),
                 stage=S3_STAGE,
             )
         )

@@ -63,9 +63,16 @@ def weed_command(data_dir: Path, s3_port: int, buckets: list[str], other_ports: 
     return cmd
 
 
-def weed_env(access_key: str, secret_key: str) -> dict[str, str]:
+def weed_env(access_key: str, secret_key: str, threads: int | None = None) -> dict[str, str]:
     # weed mini creates an identity with these credentials on first start.
-    return {"AWS_ACCESS_KEY_ID": access_key, "AWS_SECRET_ACCESS_KEY": secret_key}
+    env = {"AWS_ACCESS_KEY_ID": access_key, "AWS_SECRET_ACCESS_KEY": secret_key}
+    if threads is not None:
+        # weed mini runs master, volume, filer and S3 servers in one process, and one S3 write
+        # passes through several of them. With fewer Go threads than cores it spends less CPU
+        # waking and parking threads between those hops, which leaves more of a small machine to
+        # the rest of the stack, at the cost of a longer tail of slow requests (BENCHMARKS.md).
+        env["GOMAXPROCS"] = str(threads)
+    return env
 
 
 def tansu_command(port: int, log_bucket: str) -> list[str]:

@@ -56,3 +56,14 @@ def test_seaweedfs_port_pairs_stay_below_the_ephemeral_range():
     ports = [free_port_pair(GRPC_OFFSET) for _ in range(200)]
     assert max(ports) + GRPC_OFFSET < ephemeral_port_low()
     assert min(ports) >= 10000
+
+
+def test_seaweedfs_threads_are_go_default_unless_set(tmp_path):
+    from clickstream.stack.components import stack_components
+
+    def weed_env_of(**overrides):
+        settings = Settings(_env_file=None, state_dir=tmp_path, **overrides)
+        return next(c for c in stack_components(settings) if c.name == "s3").env
+
+    assert "GOMAXPROCS" not in weed_env_of()
+    assert weed_env_of(s3_server_threads=1)["GOMAXPROCS"] == "1"
