@@ -15,8 +15,10 @@ Each workload is sent to three targets:
 * ``api``      -- the real API (``python -m clickstream api`` under uvicorn, one worker, in its
                   own process) over keep-alive connections. Each answer is a 200 only after
                   Kafka acknowledged every event of the request (acks=all).
-* ``producer`` -- the baseline: one ``AIOKafkaProducer`` with the API's own producer settings
-                  (``clickstream.kafka.producer_config``: acks=all, no idempotence, linger 5 ms).
+* ``producer`` -- the baseline: ``AIOKafkaProducer``s with the API's own producer settings
+                  (``clickstream.kafka.producer_config``: acks=all, no idempotence, linger 5 ms)
+                  and its connection layout: ``api_producers`` of them (4), each record sent
+                  through the one for its partition, as ``ingest_api.producer`` does.
                   A "request" sends the records the API would write for that request's body
                   (built with the API's ``parse_incoming`` and ``build_event`` before timing, so
                   they have the same size and key): ``send_and_wait`` for one record; for a batch,
@@ -101,6 +103,7 @@ from pathlib import Path
 import aiohttp
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.errors import KafkaError
 
 from clickstream.kafka import create_topics, producer_config
@@ -422,17 +425,23 @@ def api_records(workload: Workload, settings: Settings) -> list[list[tuple[bytes
     return out
 
 
-def producer_call(producer: AIOKafkaProducer, topic: str, settings: Settings, workload: Workload) -> Call:
-    requests = api_records(workload, settings)  # built before timing
+def producer_call(producers: list[AIOKafkaProducer], partitions: list[int], topic: str, settings: Settings,
+                  workload: Workload) -> Call:
+    # The API's connection layout (ingest_api.producer): each partition's records go through one
+    # of the producers, chosen by partition, to the partition Kafka's default partitioner picks.
+    requests = [[(producers[p % len(producers)], p, key, value)
+                 for key, value in records for p in [DefaultPartitioner()(key, partitions, partitions)]]
+                for records in api_records(workload, settings)]  # built before timing
 
     async def send(i: int) -> bool:
         records = requests[i % len(requests)]
         if len(records) == 1:
-            key, value = records[0]
-            await producer.send_and_wait(topic, value=value, key=key)
+            producer, partition, key, value = records[0]
+            await producer.send_and_wait(topic, value=value, key=key, partition=partition)
             return True
         # Enqueue everything, then wait for every acknowledgement (as KafkaEventProducer.send_many does).
-        futures = [await producer.send(topic, value=value, key=key) for key, value in records]
+        futures = [await producer.send(topic, value=value, key=key, partition=partition)
+                   for producer, partition, key, value in records]
         await asyncio.gather(*futures)
         return True
 
@@ -598,16 +607,19 @@ async def measure(args, settings: Settings, base: Settings, urls: dict[str, str]
     swept: dict[int, dict[str, list[Run]]] = {}
     paced_runs: dict[tuple[str, float], list[Paced]] = {}
     async with AsyncExitStack() as stack:
-        producer = AIOKafkaProducer(**{**producer_config(base), **args.producer_options})
-        await producer.start()
-        stack.push_async_callback(producer.stop)
+        producers = [AIOKafkaProducer(**{**producer_config(base), **args.producer_options})
+                     for _ in range(base.api_producers)]
+        for producer in producers:
+            await producer.start()
+            stack.push_async_callback(producer.stop)
         posts = {name: await open_http(args.client, url, connections, stack) for name, url in urls.items()}
         names = [n for n in TARGETS if n == "producer" or n in urls]
         totals = {name: Total() for name in names}
         topic = Topics.from_settings(base).raw
+        partitions = sorted(await producers[0].partitions_for(topic))
 
         def calls_for(workload: Workload) -> dict[str, Call]:
-            return {name: producer_call(producer, topic, base, workload) if name == "producer"
+            return {name: producer_call(producers, partitions, topic, base, workload) if name == "producer"
                     else http_call(posts[name], workload) for name in names}
 
         for workload in chosen:
@@ -629,7 +641,7 @@ async def measure(args, settings: Settings, base: Settings, urls: dict[str, str]
             peak = max(statistics.median(r.rate for r in swept[level]["api"]) for level in levels)
         rates = [args.paced_rate] if args.paced_rate else [f * peak for f in args.paced_fraction] if peak else []
         track = loads["track"]
-        paced_calls = {name: producer_call(producer, topic, base, track) if name == "producer"
+        paced_calls = {name: producer_call(producers, partitions, topic, base, track) if name == "producer"
                        else http_call(posts[name], track) for name in args.paced_targets if name in names}
         for rate in rates:
             for name, call in paced_calls.items():

@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     # InitProducerId, so it is off by default and must be switched on for Kafka.
     kafka_idempotent_producer: bool = False
     produce_timeout_s: float = Field(5.0, gt=0, description="the API answers 503 past this")
+    api_producers: int = Field(
+        4, ge=1, description="Kafka connections the API writes through, each for its share of the partitions"
+    )
 
     # --- S3 and the lake -----------------------------------------------------
     s3_endpoint: str | None = Field(

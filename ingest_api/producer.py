@@ -1,4 +1,15 @@
-"""The Kafka adapter of the API: send one event and wait until the broker acknowledged it."""
+"""The Kafka adapter of the API: send events and wait until the broker acknowledged them.
+
+The API writes through ``api_producers`` aiokafka producers, each its own connection, and sends
+every record of a partition through the same one. An aiokafka producer keeps one produce request
+in flight per broker, and that request carries a batch for every partition it has records for;
+a broker that writes each partition's batch in turn (Tansu with its log on S3: two S3 writes per
+partition) answers it only after the last. Requests that arrive meanwhile wait for it, then for
+their own. With a producer per group of partitions, each request holds fewer partitions and the
+groups are written side by side. Records keep Kafka's default partitioner (murmur2 of the key), so
+a visitor's events go to the same partition as with one producer and, through one producer, in
+the order they were sent.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +18,7 @@ import logging
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
+from aiokafka.partitioner import DefaultPartitioner
 
 from clickstream.kafka import producer_config
 from clickstream.settings import Settings
@@ -14,26 +26,36 @@ from ingest_api.errors import BrokerUnavailable
 
 log = logging.getLogger(__name__)
 
+_partition_of = DefaultPartitioner()
+
 
 class KafkaEventProducer:
     """Starts lazily and restarts after failures, so the API comes up (and says 503) without a broker."""
 
     def __init__(self, settings: Settings):
         self._settings = settings
-        self._producer: AIOKafkaProducer | None = None
+        self._producers: list[AIOKafkaProducer] | None = None
         self._lock = asyncio.Lock()
 
-    async def _ensure_started(self) -> AIOKafkaProducer:
+    async def _ensure_started(self) -> list[AIOKafkaProducer]:
         async with self._lock:
-            if self._producer is None:
-                producer = AIOKafkaProducer(**producer_config(self._settings))
+            if self._producers is None:
+                producers = [AIOKafkaProducer(**producer_config(self._settings))
+                             for _ in range(self._settings.api_producers)]
                 try:
-                    await asyncio.wait_for(producer.start(), self._settings.produce_timeout_s)
+                    await asyncio.wait_for(asyncio.gather(*(p.start() for p in producers)),
+                                           self._settings.produce_timeout_s)
                 except (KafkaError, OSError, asyncio.TimeoutError) as exc:
-                    await _quiet_stop(producer)
+                    await asyncio.gather(*(_quiet_stop(p) for p in producers))
                     raise BrokerUnavailable(f"cannot connect to Kafka: {exc!r}") from exc
-                self._producer = producer
-            return self._producer
+                self._producers = producers
+            return self._producers
+
+    async def _partitions(self, producers: list[AIOKafkaProducer], topic: str) -> list[int]:
+        known = producers[0].client.cluster.partitions_for_topic(topic)
+        if not known:
+            known = await producers[0].partitions_for(topic)  # fetches the topic's metadata
+        return sorted(known)
 
     async def send_many(self, records: list[tuple[str, str, bytes]]) -> None:
         """Send ``(topic, key, value)`` records; return once the broker acknowledged every one.
@@ -44,13 +66,21 @@ class KafkaEventProducer:
         """
         if not records:
             return
-        producer = await self._ensure_started()
+        producers = await self._ensure_started()
 
         try:
             # A timeout scope rather than wait_for(): no task per request on the single-event path.
             async with asyncio.timeout(self._settings.produce_timeout_s):
                 # Enqueue everything first so the records travel in few produce requests.
-                futures = [await producer.send(topic, value=value, key=key.encode()) for topic, key, value in records]
+                futures = []
+                partitions: dict[str, list[int]] = {}
+                for topic, key, value in records:
+                    known = partitions.get(topic) or partitions.setdefault(
+                        topic, await self._partitions(producers, topic))
+                    raw_key = key.encode()
+                    partition = _partition_of(raw_key, known, known)
+                    futures.append(await producers[partition % len(producers)].send(
+                        topic, value=value, key=raw_key, partition=partition))
                 if len(futures) == 1:
                     await futures[0]
                 else:
@@ -58,28 +88,28 @@ class KafkaEventProducer:
         except (KafkaError, OSError, asyncio.TimeoutError) as exc:
             log.warning("produce of %d records failed: %r", len(records), exc)
             # Start afresh next time: a producer that lost its broker may hold stale metadata.
-            await self._reset(producer)
+            await self._reset(producers)
             raise BrokerUnavailable(f"Kafka did not acknowledge the events: {exc!r}") from exc
 
     async def ready(self, topic: str) -> bool:
         """True when the broker answers with the topic's partitions."""
         try:
-            producer = await self._ensure_started()
-            partitions = await asyncio.wait_for(producer.partitions_for(topic), self._settings.produce_timeout_s)
+            producers = await self._ensure_started()
+            partitions = await asyncio.wait_for(producers[0].partitions_for(topic), self._settings.produce_timeout_s)
             return bool(partitions)
         except (BrokerUnavailable, KafkaError, OSError, asyncio.TimeoutError):
             return False
 
-    async def _reset(self, producer: AIOKafkaProducer) -> None:
+    async def _reset(self, producers: list[AIOKafkaProducer]) -> None:
         async with self._lock:
-            if self._producer is producer:
-                self._producer = None
-        await _quiet_stop(producer)
+            if self._producers is producers:
+                self._producers = None
+        await asyncio.gather(*(_quiet_stop(p) for p in producers))
 
     async def stop(self) -> None:
-        if self._producer is not None:
-            await _quiet_stop(self._producer)
-            self._producer = None
+        if self._producers is not None:
+            producers, self._producers = self._producers, None
+            await asyncio.gather(*(_quiet_stop(p) for p in producers))
 
 
 async def _quiet_stop(producer: AIOKafkaProducer) -> None:

@@ -58,6 +58,35 @@ def test_accepted_events_are_on_the_raw_topic_keyed_by_device(api, read_topic):
     assert events[b"u1"].event == "Signed Up" and events[b"u1"].event_id == "m-42"
 
 
+def test_each_key_keeps_its_partition_and_order_across_producers(settings_factory, read_topic):
+    """The API writes through several producers; a key's records still go to the partition Kafka's
+    default partitioner gives it (as with one producer), in the order they were sent."""
+    from aiokafka.partitioner import DefaultPartitioner
+
+    settings = settings_factory(api_producers=3)  # not a divisor of the 4 partitions
+    asyncio.run(create_topics(settings))
+    topic = Topics.from_settings(settings).raw
+    sent = [(topic, f"visitor-{i % 13}", json.dumps({"n": i}).encode()) for i in range(300)]
+
+    async def send() -> None:
+        producer = KafkaEventProducer(settings)
+        try:
+            for i in range(0, len(sent), 30):  # one call after another: the order sent is defined
+                await producer.send_many(sent[i:i + 30])
+        finally:
+            await producer.stop()
+
+    asyncio.run(send())
+    records = read_topic(settings.bootstrap_servers, topic, expected=len(sent))
+    assert len(records) == len(sent)
+    partitions = sorted({r.partition for r in records})
+    assert partitions == list(range(settings.topic_partitions))  # 13 keys spread over all four
+    for key in {k for _, k, _ in sent}:
+        mine = sorted((r for r in records if r.key == key.encode()), key=lambda r: (r.partition, r.offset))
+        assert {r.partition for r in mine} == {DefaultPartitioner()(key.encode(), partitions, partitions)}
+        assert [r.value for r in mine] == [v for _, k, v in sent if k == key]
+
+
 def test_batch_keeps_valid_events_and_rejects_bad_ones_by_index(api, read_topic):
     client, settings = api()
     bad = {3: {"type": "track", "userId": "u"},                      # no event name
