@@ -63,6 +63,9 @@ to ``producer_config`` for the API and the baseline alike; the API then runs thr
 The load generator is aiohttp by default. ``--client httpx`` uses one ``httpx.AsyncClient``
 instead: on the 2-core machine of BENCHMARKS.md it spent about 2.8 ms of CPU per request
 with 32 connections (aiohttp: about 0.2 ms), so the client, not the API, set the pace.
+``--client raw`` writes prepared request bytes on asyncio streams and reads just the status
+line, headers and ``Content-Length`` body: it leaves the most of the machine to the API and
+the servers it shares it with.
 
 By default it starts its own SeaweedFS and Tansu (log on S3, as ``clickstream up`` does) on
 free loopback ports in a temporary directory and stops them at the end; ``--bootstrap``
@@ -93,6 +96,7 @@ import tempfile
 import threading
 import time
 import uuid
+from urllib.parse import urlsplit
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
@@ -376,6 +380,8 @@ def workloads(args) -> dict[str, Workload]:
 # --- targets ---------------------------------------------------------------------------
 async def open_http(kind: str, url: str, connections: int, stack: AsyncExitStack) -> Post:
     """``post(path, body) -> status`` over up to ``connections`` keep-alive connections."""
+    if kind == "raw":
+        return await open_raw_http(url, connections, stack)
     if kind == "httpx":
         limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
         client = await stack.enter_async_context(
@@ -393,6 +399,69 @@ async def open_http(kind: str, url: str, connections: int, stack: AsyncExitStack
         async with session.post(path, data=body) as response:
             await response.read()
             return response.status
+
+    return post
+
+
+async def open_raw_http(url: str, connections: int, stack: AsyncExitStack) -> Post:
+    """HTTP/1.1 over asyncio streams, request bytes built once per path and body: the client that
+    costs the load generator least CPU, which it shares with the API, the broker and SeaweedFS.
+    Enough HTTP for the API's answers: a status line, headers, a body of ``Content-Length``."""
+    parts = urlsplit(url)
+    host, port = parts.hostname, parts.port
+    head = "".join(f"{k}: {v}\r\n" for k, v in {**HEADERS, "Host": f"{host}:{port}"}.items())
+    idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+    opened: list[asyncio.StreamWriter] = []
+    requests: dict[tuple[str, int], bytes] = {}
+
+    async def close_all() -> None:
+        for writer in opened:
+            writer.close()
+
+    stack.push_async_callback(close_all)
+
+    async def post(path: str, body: bytes) -> int:
+        request = requests.get((path, id(body)))
+        if request is None:
+            request = requests[(path, id(body))] = (
+                f"POST {path} HTTP/1.1\r\n{head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        while idle:
+            reader, writer = idle.pop()
+            try:
+                return await exchange(reader, writer, request)
+            except (asyncio.IncompleteReadError, ConnectionError) as exc:
+                # The server closed this idle keep-alive connection (uvicorn does after 5 s):
+                # nothing came back, so the request goes again on another one.
+                if isinstance(exc, asyncio.IncompleteReadError) and exc.partial:
+                    raise OSError(f"connection closed mid-answer: {exc!r}") from exc
+        if len(opened) >= connections:
+            raise OSError("more concurrent requests than connections")
+        reader, writer = await asyncio.open_connection(host, port)
+        opened.append(writer)
+        try:
+            return await exchange(reader, writer, request)
+        except asyncio.IncompleteReadError as exc:
+            raise OSError(f"connection closed: {exc!r}") from exc
+
+    async def exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> int:
+        try:
+            writer.write(request)
+            header = await reader.readuntil(b"\r\n\r\n")
+            lines = header.split(b"\r\n")
+            status = int(lines[0].split(b" ", 2)[1])
+            fields = dict(line.split(b":", 1) for line in lines[1:] if b":" in line)
+            fields = {k.strip().lower(): v.strip() for k, v in fields.items()}
+            await reader.readexactly(int(fields[b"content-length"]))
+        except BaseException:
+            writer.close()
+            opened.remove(writer)
+            raise
+        if fields.get(b"connection", b"").lower() == b"close":
+            writer.close()
+            opened.remove(writer)
+        else:
+            idle.append((reader, writer))
+        return status
 
     return post
 
@@ -797,7 +866,7 @@ def main() -> None:
                         help="keep-alive connections per target the client may open (paced runs use them)")
     parser.add_argument("--warmup", type=int, default=200, help="unmeasured events per target and workload first")
     parser.add_argument("--visitors", type=int, default=1000, help="distinct visitor ids (the record keys)")
-    parser.add_argument("--client", choices=["aiohttp", "httpx"], default="aiohttp",
+    parser.add_argument("--client", choices=["aiohttp", "httpx", "raw"], default="aiohttp",
                         help="HTTP client of the load generator (see the docstring)")
     parser.add_argument("--bootstrap", help="host:port of a running broker; default: start SeaweedFS + Tansu")
     parser.add_argument("--no-kafka-baseline", action="store_true", help="skip the API-without-Kafka runs")

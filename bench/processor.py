@@ -424,7 +424,8 @@ async def throughput(args, settings: Settings, tmp: Path) -> dict:
                       f"at the ends {'%.1f s' % run.committed_after if run.committed_after else 'not within 30 s'}"
                       f" after first output; VmHWM {run.hwm / 2**20:.0f} MiB; sessions_out "
                       f"{run.stats.get('sessions_out')}, late_events {run.stats.get('late_events')}, checkpoints "
-                      f"{run.stats.get('checkpoints')}; {load()}",
+                      f"{run.stats.get('checkpoints')} (processing waited for one {run.stats.get('checkpoint_waits', 0)} "
+                      f"times, {run.stats.get('checkpoint_wait_s', 0):.1f} s); {load()}",
                       flush=True)
             else:
                 with CpuMeter() as cpu:

@@ -127,7 +127,7 @@ def create_app(settings: Settings) -> faust.App:
         # partition.
         consumer_max_fetch_size=4 * 1024 * 1024,
     )
-    stats: Counter[str] = Counter()
+    stats: Counter[str] = Counter(checkpoint_waits=0, checkpoint_wait_s=0.0)
     fail = failpoint(settings.processor_failpoint)
     config = processing_config(settings)
     rules = RulesHolder(settings.rules_file, settings.page_view_threshold)
@@ -354,10 +354,19 @@ def create_app(settings: Settings) -> faust.App:
                 # the checkpoint's three rounds of sends, which would otherwise stall the consumer.
                 background["checkpoint"] = asyncio.ensure_future(checkpoint())
             elif pending >= 2 * CHECKPOINT_EVENTS:
-                # One checkpoint in flight at a time, so the batch stays bounded. Shielded: a
-                # rebalance that cancels the delivery must not cancel a checkpoint halfway.
-                return asyncio.shield(saving)
+                # One checkpoint in flight at a time, so the batch stays bounded.
+                return wait_for_checkpoint(saving)
         return None
+
+    async def wait_for_checkpoint(saving: asyncio.Future) -> None:
+        """Processing waits for the checkpoint in flight; /health counts how often and how long."""
+        stats["checkpoint_waits"] += 1
+        started = time.monotonic()
+        try:
+            # Shielded: a rebalance that cancels the delivery must not cancel a checkpoint halfway.
+            await asyncio.shield(saving)
+        finally:
+            stats["checkpoint_wait_s"] += time.monotonic() - started
 
     async def process_after_load(message) -> None:
         await processor(message.partition)
