@@ -67,6 +67,13 @@ GC_THRESHOLDS = (20_000, 10, 10)
 CHECKPOINT_EVENTS = 2500
 CHECKPOINT_INTERVAL_S = 0.25
 
+# Connections a checkpoint's records are sent over, each partition's always through the same
+# one. aiokafka keeps one produce request in flight per broker and connection, and a broker that
+# writes a request's partitions one after another (Tansu with its log on S3) answers a request
+# for many partitions only after the last: over several connections the partitions are written
+# side by side (the API does the same, see ingest_api/producer.py).
+SEND_CONNECTIONS = 4
+
 
 def processing_config(settings: Settings) -> ProcessingConfig:
     return ProcessingConfig(
@@ -291,12 +298,13 @@ def create_app(settings: Settings) -> faust.App:
         # Straight to aiokafka, in one batch per topic-partition (as many as its size needs): a
         # record costs an append instead of a send with its own future (Faust's Topic.send and even
         # Producer.send cost more than the rest of the path).
-        producer = app.producer._ensure_producer()
+        producers = await send_producers()
         groups: dict[tuple[str, int], list] = {}
         for topic, key, value, partition, tag in records:
             groups.setdefault((topic.get_topic_name(), partition), []).append((key, value, tag))
         sent = []  # (future of a batch, the tags of its records in order)
         for (name, partition), items in groups.items():
+            producer = producers[partition % len(producers)]
             builder, tags = producer.create_batch(), []
             for key, value, tag in items:
                 if builder.append(key=key, value=value, timestamp=None) is None:  # full
@@ -311,6 +319,24 @@ def create_app(settings: Settings) -> faust.App:
                 if tag is not None:
                     reached[tag] = max(reached.get(tag, 0), meta.offset + index + 1)
         return reached
+
+    extra_producers: list = []  # beside Faust's own, made with its settings; see SEND_CONNECTIONS
+
+    async def send_producers() -> list:
+        if not extra_producers:
+            more = [app.producer._new_producer() for _ in range(SEND_CONNECTIONS - 1)]
+            await asyncio.gather(*(p.start() for p in more))
+            if extra_producers:  # another checkpoint started them meanwhile
+                await asyncio.gather(*(p.stop() for p in more))
+            else:
+                extra_producers.extend(more)
+        return [app.producer._ensure_producer(), *extra_producers]
+
+    @app.on_before_shutdown.connect
+    async def stop_extra_producers(sender, **kwargs) -> None:
+        producers = list(extra_producers)
+        extra_producers.clear()
+        await asyncio.gather(*(p.stop() for p in producers), return_exceptions=True)
 
     def output_of(partition: int) -> Output:
         """The batch's Output of ``partition``: processing adds to it until the next checkpoint."""
