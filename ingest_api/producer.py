@@ -3,8 +3,8 @@
 The API writes through ``api_producers`` aiokafka producers, each its own connection, and sends
 every record of a partition through the same one. An aiokafka producer keeps one produce request
 in flight per broker, and that request carries a batch for every partition it has records for;
-a broker that writes each partition's batch in turn (Tansu with its log on S3: two S3 writes per
-partition) answers it only after the last. Requests that arrive meanwhile wait for it, then for
+a broker that writes each partition's batch in turn (as Tansu with its log on S3 appears to, with
+two S3 writes per partition) answers it only after the last. Requests that arrive meanwhile wait for it, then for
 their own. With a producer per group of partitions, each request holds fewer partitions and the
 groups are written side by side. Records keep Kafka's default partitioner (murmur2 of the key), so
 a visitor's events go to the same partition as with one producer and, through one producer, in

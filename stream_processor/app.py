@@ -69,9 +69,9 @@ CHECKPOINT_INTERVAL_S = 0.25
 
 # Connections a checkpoint's records are sent over, each partition's always through the same
 # one. aiokafka keeps one produce request in flight per broker and connection, and a broker that
-# writes a request's partitions one after another (Tansu with its log on S3) answers a request
-# for many partitions only after the last: over several connections the partitions are written
-# side by side (the API does the same, see ingest_api/producer.py).
+# writes a request's partitions one after another (as Tansu with its log on S3 appears to)
+# answers a request for many partitions only after the last: over several connections the
+# partitions are written side by side (the API does the same, see ingest_api/producer.py).
 SEND_CONNECTIONS = 4
 
 
