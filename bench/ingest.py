@@ -498,9 +498,14 @@ def producer_call(producers: list[AIOKafkaProducer], partitions: list[int], topi
                   workload: Workload) -> Call:
     # The API's connection layout (ingest_api.producer): each partition's records go through one
     # of the producers, chosen by partition, to the partition Kafka's default partitioner picks.
-    requests = [[(producers[p % len(producers)], p, key, value)
-                 for key, value in records for p in [DefaultPartitioner()(key, partitions, partitions)]]
-                for records in api_records(workload, settings)]  # built before timing
+    partition_of = DefaultPartitioner()
+
+    def routed(key: bytes, value: bytes) -> tuple[AIOKafkaProducer, int, bytes, bytes]:
+        partition = partition_of(key, partitions, partitions)
+        return producers[partition % len(producers)], partition, key, value
+
+    # Built before timing.
+    requests = [[routed(key, value) for key, value in records] for records in api_records(workload, settings)]
 
     async def send(i: int) -> bool:
         records = requests[i % len(requests)]

@@ -4,11 +4,11 @@ The API writes through ``api_producers`` aiokafka producers, each its own connec
 every record of a partition through the same one. An aiokafka producer keeps one produce request
 in flight per broker, and that request carries a batch for every partition it has records for;
 a broker that writes each partition's batch in turn (as Tansu with its log on S3 appears to, with
-two S3 writes per partition) answers it only after the last. Requests that arrive meanwhile wait for it, then for
-their own. With a producer per group of partitions, each request holds fewer partitions and the
-groups are written side by side. Records keep Kafka's default partitioner (murmur2 of the key), so
-a visitor's events go to the same partition as with one producer and, through one producer, in
-the order they were sent.
+two S3 writes per partition) answers it only after the last. Requests that arrive meanwhile wait
+for it, then for their own. With a producer per group of partitions, each request holds fewer
+partitions and the groups are written side by side. Records keep Kafka's default partitioner
+(murmur2 of the key), so a visitor's events go to the same partition as with one producer and,
+through one producer, in the order they were sent.
 """
 
 from __future__ import annotations
@@ -75,8 +75,9 @@ class KafkaEventProducer:
                 futures = []
                 partitions: dict[str, list[int]] = {}
                 for topic, key, value in records:
-                    known = partitions.get(topic) or partitions.setdefault(
-                        topic, await self._partitions(producers, topic))
+                    known = partitions.get(topic)
+                    if known is None:
+                        known = partitions[topic] = await self._partitions(producers, topic)
                     raw_key = key.encode()
                     partition = _partition_of(raw_key, known, known)
                     futures.append(await producers[partition % len(producers)].send(
