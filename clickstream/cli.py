@@ -210,7 +210,8 @@ def analyze_experiment(experiment_id, conversion, confidence, **kwargs) -> None:
 
 @analyze.command("sessions")
 @_range_options
-@click.option("--timeout", "timeout_minutes", type=int, default=30, show_default=True, help="Minutes of inactivity.")
+@click.option("--timeout", "timeout_minutes", type=click.IntRange(min=1), default=30, show_default=True,
+              help="Minutes of inactivity.")
 def analyze_sessions(timeout_minutes, **kwargs) -> None:
     """Sessions rebuilt from events alone, in SQL."""
     from query.analyses import sessionize

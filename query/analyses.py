@@ -245,29 +245,52 @@ def experiment(con, r: Range, experiment_id: str, conversion_event: str = "Order
 
 def sessionize(con, r: Range, timeout_minutes: int = 30) -> pd.DataFrame:
     """Sessions rebuilt from events alone, in SQL, as the stream processor builds them: per device
-    (anonymous id, else user id), a new session starts after a gap of the timeout or more."""
+    (anonymous id, else user id), a new session starts after a gap of the timeout or more.
+
+    Sorting every event of the range by device and time (a window) took most of the time on
+    millions of events, so the events are first summed up per device and timeout-long slice of
+    time (``bucket``), in a hash aggregation: two events of one slice are less than the timeout
+    apart, so they always share a session. Only these pieces (about one per session) are then
+    ordered: a piece continues the session of the device's piece in the slice right before it
+    when the gap between the two is under the timeout, and starts a new session otherwise
+    (also when that slice holds no event of the device: the gap is then longer than the
+    timeout). Events of a device at the same instant are in the same session whatever order
+    they are read in; of page views at the same instant, any may count as the entry (or exit) page.
+    """
+    if int(timeout_minutes) < 1:
+        raise ValueError(f"the session timeout must be at least 1 minute, not {timeout_minutes!r}")
     where, params = r.where()
-    # Gaps and durations in epoch microseconds (integer arithmetic, not interval arithmetic).
-    # Events of a device at the same instant need no tie-break: the gap between them is 0, so
-    # they fall in the same session whichever comes first. The running count of session starts
-    # uses the default RANGE frame, which takes in every event at the same instant, so they
-    # share one session number even when the two windows order them differently.
-    return _df(con, f"""
+    timeout = int(timeout_minutes) * 60_000_000  # microseconds: integer arithmetic, not intervals
+    frame = con.execute(f"""
         WITH base AS (
-            SELECT {DEVICE} AS visitor, epoch_us(timestamp) AS ts, timestamp, type, path
+            SELECT {DEVICE} AS visitor, epoch_us(timestamp) AS ts, type, path
             FROM events WHERE {where} AND {DEVICE} IS NOT NULL),
-        ordered AS (
-            SELECT *, CASE WHEN lag(ts) OVER w IS NULL OR ts - lag(ts) OVER w >= {int(timeout_minutes) * 60_000_000}
-                           THEN 1 ELSE 0 END AS starts
-            FROM base WINDOW w AS (PARTITION BY visitor ORDER BY ts)),
+        pieces AS (
+            -- floor division: DuckDB's // rounds toward zero, which would give the slice around
+            -- the epoch twice the width.
+            SELECT visitor, ts // {timeout} - (ts % {timeout} < 0)::BIGINT AS bucket,
+                   min(ts) AS first_ts, max(ts) AS last_ts, count(*) AS events,
+                   count(*) FILTER (WHERE type = 'page') AS pages,
+                   arg_min(path, ts) FILTER (WHERE type = 'page') AS entry_path,
+                   arg_max(path, ts) FILTER (WHERE type = 'page') AS exit_path
+            FROM base GROUP BY visitor, bucket),
+        marked AS (
+            SELECT p.*, CASE WHEN p.first_ts - q.last_ts < {timeout} THEN 0 ELSE 1 END AS starts
+            FROM pieces p LEFT JOIN pieces q ON q.visitor = p.visitor AND q.bucket = p.bucket - 1),
         numbered AS (
-            SELECT *, sum(starts) OVER (PARTITION BY visitor ORDER BY ts) AS session_number FROM ordered)
-        SELECT visitor, session_number, min(timestamp) AS session_start, max(timestamp) AS session_end,
-               (max(ts) - min(ts)) / 1e6 AS duration_s, count(*) AS event_count,
-               count(*) FILTER (WHERE type = 'page') AS page_views,
-               arg_min(path, ts) FILTER (WHERE type = 'page') AS entry_path,
-               arg_max(path, ts) FILTER (WHERE type = 'page') AS exit_path
-        FROM numbered GROUP BY 1, 2 ORDER BY 1, 2""", params)
+            SELECT *, sum(starts) OVER (PARTITION BY visitor ORDER BY bucket)::BIGINT AS session_number
+            FROM marked)
+        SELECT visitor, session_number,
+               make_timestamptz(min(first_ts)) AS session_start, make_timestamptz(max(last_ts)) AS session_end,
+               (max(last_ts) - min(first_ts)) / 1e6 AS duration_s, sum(events)::BIGINT AS event_count,
+               sum(pages)::BIGINT AS page_views,
+               arg_min(entry_path, bucket) FILTER (WHERE entry_path IS NOT NULL) AS entry_path,
+               arg_max(exit_path, bucket) FILTER (WHERE exit_path IS NOT NULL) AS exit_path
+        FROM numbered GROUP BY 1, 2 ORDER BY 1, 2""", params).to_arrow_table()
+    # Through Arrow: DuckDB's own DataFrame conversion took about 0.7 s for a million sessions.
+    # No column is a DECIMAL (which Arrow would hand to pandas as Python objects), so the
+    # frame's types are the ones DuckDB's conversion gives.
+    return frame.to_pandas()
 
 
 ANALYSES = {

@@ -284,3 +284,64 @@ def test_traffic_overview_buckets_campaigns_and_sessions_across_midnight(tmp_pat
     assert ov["browsers"]["browser"].tolist() == ["Chrome", "Safari", "Firefox"]  # visitors, then events
     hourly = overview(con, Range(midnight, midnight + timedelta(hours=4)), "hour")["over_time"]
     assert hourly["bucket"].dt.hour.tolist() == [0, 2, 3] and hourly["events"].tolist() == [1, 2, 1]
+
+
+def _sessions_by_hand(events, timeout: timedelta) -> list[tuple]:
+    """The sessions of ``events`` the simple way: each device's events in time order, cut at gaps of the timeout or more."""
+    by_device: dict[str, list] = {}
+    for e in events:
+        by_device.setdefault(e.anonymous_id or e.user_id, []).append(e)
+    sessions = []
+    for device in sorted(by_device):
+        ordered = sorted(by_device[device], key=lambda e: e.timestamp)
+        current = [ordered[0]]
+        for previous, e in zip(ordered, ordered[1:]):
+            if e.timestamp - previous.timestamp >= timeout:
+                sessions.append((device, current))
+                current = []
+            current.append(e)
+        sessions.append((device, current))
+    rows = []
+    for number, (device, members) in enumerate(sessions):
+        pages = [e for e in members if e.type == "page"]
+        rows.append((device, members[0].timestamp, members[-1].timestamp, len(members), len(pages),
+                     pages[0].path if pages else None, pages[-1].path if pages else None))
+    return rows
+
+
+def test_sql_sessions_match_a_plain_implementation_around_slice_edges_and_the_epoch(tmp_path, event_factory,
+                                                                                  write_lake):
+    # Gaps just under, at and just over the timeout, events on and beside multiples of the
+    # timeout since the epoch (where the SQL slices time), and a device active across 1970-01-01.
+    import random
+
+    rng = random.Random(7)
+    timeout = timedelta(minutes=30)
+    tick = timedelta(microseconds=1)
+    gaps = [timedelta(0), tick, timedelta(seconds=1), timeout - tick, timeout, timeout + tick, 2 * timeout - tick,
+            2 * timeout, timedelta(minutes=7), timedelta(hours=5)]
+    epoch = datetime(1970, 1, 1, tzinfo=timezone.utc)
+    starts = {f"d{i}": T0.replace(minute=0) + timedelta(minutes=30 * i) - tick * (i % 3) for i in range(7)}
+    starts["near-epoch"] = epoch - timedelta(minutes=75)
+    events = []
+    for device, at in starts.items():
+        for k in range(40):
+            at += rng.choice(gaps)
+            page = rng.random() < 0.7
+            # Events at one instant share a path, so which of them is first does not matter.
+            path = f"/p{int(at.timestamp() * 1e6) % 5}" if page else None
+            events.append(event_factory(anonymous_id=device, type="page" if page else "track", event="E", path=path,
+                                        timestamp=at))
+    # 58 minutes apart, on either side of the epoch: two sessions (rounding toward zero would
+    # make one slice of both).
+    events += [event_factory(anonymous_id="epoch", type="page", path="/", timestamp=epoch + timedelta(minutes=k))
+               for k in (-29, 29)]
+    write_lake(Settings(_env_file=None, lake_dir=tmp_path / "edges"), events)
+    con = connect(Settings(_env_file=None, lake_dir=tmp_path / "edges"))
+    df = sessionize(con, Range(epoch - timedelta(days=1), T0 + timedelta(days=30)), timeout_minutes=30)
+    got = [(r.visitor, r.session_start.to_pydatetime(), r.session_end.to_pydatetime(), r.event_count, r.page_views,
+            *(None if pd.isna(p) else p for p in (r.entry_path, r.exit_path))) for r in df.itertuples()]
+    expected = _sessions_by_hand(events, timeout)
+    assert len(expected) > 40 and got == expected
+    assert df.groupby("visitor")["session_number"].apply(list).to_dict() == {
+        d: list(range(1, n + 1)) for d, n in df.groupby("visitor").size().items()}
