@@ -110,7 +110,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.errors import KafkaError
 
-from clickstream.kafka import create_topics, producer_config
+from clickstream.kafka import connection_for, create_topics, producer_config
 from clickstream.settings import LOOPBACK, Settings, load_settings
 from clickstream.stack.components import SERVICES_STAGE, Component, stack_components
 from clickstream.stack.probes import free_port, free_port_pair, http_ok
@@ -502,7 +502,7 @@ def producer_call(producers: list[AIOKafkaProducer], partitions: list[int], topi
 
     def routed(key: bytes, value: bytes) -> tuple[AIOKafkaProducer, int, bytes, bytes]:
         partition = partition_of(key, partitions, partitions)
-        return producers[partition % len(producers)], partition, key, value
+        return connection_for(partition, producers), partition, key, value
 
     # Built before timing.
     requests = [[routed(key, value) for key, value in records] for records in api_records(workload, settings)]

@@ -26,6 +26,17 @@ def producer_config(settings: Settings) -> dict:
     }
 
 
+def connection_for(partition: int, connections: list):
+    """The producer (each its own connection) that a partition's records always go through.
+
+    aiokafka keeps one produce request in flight per connection, and a broker that writes a
+    request's partitions one after another (as Tansu with its log on S3 appears to) answers a
+    request for many partitions only after the last. Over a connection per group of partitions
+    they are written side by side, and a partition's records still travel in order through one.
+    """
+    return connections[partition % len(connections)]
+
+
 async def create_topics(settings: Settings, *, attempts: int = 30) -> list[str]:
     """Create the stack's topics with the configured partitions; existing ones are kept."""
     names = Topics.from_settings(settings)

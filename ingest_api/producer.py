@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 
-from clickstream.kafka import producer_config
+from clickstream.kafka import connection_for, producer_config
 from clickstream.settings import Settings
 from ingest_api.errors import BrokerUnavailable
 
@@ -80,7 +80,7 @@ class KafkaEventProducer:
                         known = partitions[topic] = await self._partitions(producers, topic)
                     raw_key = key.encode()
                     partition = _partition_of(raw_key, known, known)
-                    futures.append(await producers[partition % len(producers)].send(
+                    futures.append(await connection_for(partition, producers).send(
                         topic, value=value, key=raw_key, partition=partition))
                 if len(futures) == 1:
                     await futures[0]

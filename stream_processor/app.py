@@ -44,6 +44,7 @@ from pydantic import ValidationError
 from pydantic_core import from_json
 
 from clickstream.events import Event
+from clickstream.kafka import connection_for
 from clickstream.metrics import MetricRow
 from clickstream.settings import Settings
 from clickstream.topics import Topics
@@ -68,10 +69,7 @@ CHECKPOINT_EVENTS = 2500
 CHECKPOINT_INTERVAL_S = 0.25
 
 # Connections a checkpoint's records are sent over, each partition's always through the same
-# one. aiokafka keeps one produce request in flight per broker and connection, and a broker that
-# writes a request's partitions one after another (as Tansu with its log on S3 appears to)
-# answers a request for many partitions only after the last: over several connections the
-# partitions are written side by side (the API does the same, see ingest_api/producer.py).
+# one (clickstream.kafka.connection_for says why; the API does the same).
 SEND_CONNECTIONS = 4
 
 
@@ -304,7 +302,7 @@ def create_app(settings: Settings) -> faust.App:
             groups.setdefault((topic.get_topic_name(), partition), []).append((key, value, tag))
         sent = []  # (future of a batch, the tags of its records in order)
         for (name, partition), items in groups.items():
-            producer = producers[partition % len(producers)]
+            producer = connection_for(partition, producers)
             builder, tags = producer.create_batch(), []
             for key, value, tag in items:
                 if builder.append(key=key, value=value, timestamp=None) is None:  # full
@@ -321,15 +319,19 @@ def create_app(settings: Settings) -> faust.App:
         return reached
 
     extra_producers: list = []  # beside Faust's own, made with its settings; see SEND_CONNECTIONS
+    starting_producers = asyncio.Lock()
 
     async def send_producers() -> list:
         if not extra_producers:
-            more = [app.producer._new_producer() for _ in range(SEND_CONNECTIONS - 1)]
-            await asyncio.gather(*(p.start() for p in more))
-            if extra_producers:  # another checkpoint started them meanwhile
-                await asyncio.gather(*(p.stop() for p in more))
-            else:
-                extra_producers.extend(more)
+            async with starting_producers:  # one set, however many checkpoints ask at once
+                if not extra_producers:
+                    more = [app.producer._new_producer() for _ in range(SEND_CONNECTIONS - 1)]
+                    started = await asyncio.gather(*(p.start() for p in more), return_exceptions=True)
+                    failure = next((r for r in started if isinstance(r, BaseException)), None)
+                    if failure is not None:  # stop those that did start; the next checkpoint tries again
+                        await asyncio.gather(*(p.stop() for p in more), return_exceptions=True)
+                        raise failure
+                    extra_producers.extend(more)
         return [app.producer._ensure_producer(), *extra_producers]
 
     @app.on_before_shutdown.connect
