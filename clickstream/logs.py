@@ -6,6 +6,8 @@ import json
 import logging
 from datetime import datetime, timezone
 
+import orjson
+
 # Attributes every LogRecord has; anything else was passed with ``extra=`` and is logged as a field.
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName"}
 
@@ -21,7 +23,11 @@ class JsonFormatter(logging.Formatter):
         entry.update({k: v for k, v in vars(record).items() if k not in _STANDARD})
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+        try:
+            # orjson: the API writes a line per request, and json.dumps was a third of its cost.
+            return orjson.dumps(entry, default=str).decode()
+        except orjson.JSONEncodeError:  # e.g. an integer beyond 64 bits, which json handles
+            return json.dumps(entry, default=str)
 
 
 def configure_logging(level: str, *, json_lines: bool) -> None:
