@@ -92,7 +92,8 @@ from clickstream.stack.probes import free_port, free_port_pair, http_ok
 from clickstream.stack.servers import GRPC_OFFSET
 from clickstream.stack.supervisor import StackError, Supervisor, tail
 from clickstream.topics import Topics
-from stream_processor.app import GC_THRESHOLDS, processing_config
+from clickstream.garbage import THRESHOLDS as GC_THRESHOLDS
+from stream_processor.app import processing_config
 from stream_processor.partition import PartitionProcessor
 from stream_processor.rules import parse_rules
 from stream_processor.sessions import session_id_for

@@ -21,6 +21,7 @@ from collections import Counter
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
+from clickstream.garbage import collect_less
 from clickstream.health import start_health_server
 from clickstream.lake import hour_prefix
 from clickstream.settings import Settings
@@ -317,6 +318,10 @@ async def consume(settings: Settings, stop: asyncio.Event) -> None:
 
 
 def run(settings: Settings) -> None:
+    # Buffered records are long-lived containers: with Python's default threshold every full
+    # collection walked all of them, 13% of the sink's CPU.
+    collect_less()
+
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

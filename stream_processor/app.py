@@ -29,7 +29,6 @@ Tansu accepts no transactions, so this does without Kafka's exactly-once.
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import os
 import time
@@ -44,6 +43,7 @@ from pydantic import ValidationError
 from pydantic_core import from_json
 
 from clickstream.events import Event
+from clickstream.garbage import collect_less
 from clickstream.kafka import connection_for
 from clickstream.metrics import MetricRow
 from clickstream.settings import Settings
@@ -58,9 +58,6 @@ from stream_processor.state_store import encode, partition_counts, read_partitio
 
 log = logging.getLogger(__name__)
 
-# Allocations between collections of the young generation, and collections between older ones
-# (Python's defaults: 700, 10, 10); measured in BENCHMARKS.md, "Stream processor".
-GC_THRESHOLDS = (20_000, 10, 10)
 
 # A checkpoint is taken after this many events, or this often while events are pending. It is
 # taken in the background; while one is in flight, processing waits once the next batch holds
@@ -553,7 +550,7 @@ def run(settings: Settings) -> None:
     # Processing allocates a few dozen objects per event, most of them short-lived, while the
     # visitors' states are many and long-lived: with Python's default threshold (700) the young
     # generation is collected every few events, and each collection also walks survivors.
-    gc.set_threshold(*GC_THRESHOLDS)
+    collect_less(freeze=False)
     app = create_app(settings)
     worker = faust.Worker(app, loglevel=settings.log_level, quiet=True)
     worker.execute_from_commandline()
