@@ -121,6 +121,9 @@ def _run_analysis(function, kwargs: dict, *args, **params) -> None:
         raise click.ClickException(str(exc)) from None
     except Exception as exc:  # DuckDB errors (e.g. an unreachable lake) are shown, not dumped as tracebacks
         raise click.ClickException(f"{type(exc).__name__}: {exc}") from None
+    # pandas holds a missing value as NaN or NaT (a session without page views has no entry
+    # page): shown as NULL, and as null in JSON, like the results of `clickstream query`.
+    df = df.astype(object).where(df.notna(), None)
     print_rows(list(df.columns), [tuple(r) for r in df.itertuples(index=False)], kwargs["fmt"])
 
 

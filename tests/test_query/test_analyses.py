@@ -345,3 +345,27 @@ def test_sql_sessions_match_a_plain_implementation_around_slice_edges_and_the_ep
     assert len(expected) > 40 and got == expected
     assert df.groupby("visitor")["session_number"].apply(list).to_dict() == {
         d: list(range(1, n + 1)) for d, n in df.groupby("visitor").size().items()}
+
+
+def test_cli_shows_missing_values_as_null(tmp_path, event_factory, write_lake):
+    import json
+    import subprocess
+    import sys
+
+    settings = Settings(_env_file=None, lake_dir=tmp_path / "lake")
+    write_lake(settings, [event_factory(anonymous_id="reader", type="page", path="/", timestamp=m(0)),
+                          event_factory(anonymous_id="backend", type="track", event="Ping", path=None,
+                                        timestamp=m(1))])
+    env = {"CLICKSTREAM_LAKE_DIR": str(tmp_path / "lake"), "CLICKSTREAM_STATE_DIR": str(tmp_path / "state"),
+           "PATH": "/usr/bin:/bin"}
+    args = [sys.executable, "-m", "clickstream", "analyze", "sessions", "--since", "2026-11-20T09:00:00",
+            "--until", "2026-11-20T11:00:00"]
+    as_json = subprocess.run(args + ["--format", "json"], env=env, capture_output=True, text=True, timeout=60)
+    assert as_json.returncode == 0, as_json.stderr
+    rows = {row["visitor"]: row for row in json.loads(as_json.stdout)}
+    assert rows["backend"]["entry_path"] is None and rows["backend"]["page_views"] == 0
+    assert rows["reader"]["entry_path"] == "/"
+    table = subprocess.run(args, env=env, capture_output=True, text=True, timeout=60)
+    assert "NULL" in table.stdout and "nan" not in table.stdout
+    zero = subprocess.run(args + ["--timeout", "0"], env=env, capture_output=True, text=True, timeout=60)
+    assert zero.returncode == 2 and "--timeout" in zero.stderr
