@@ -96,13 +96,13 @@ import tempfile
 import threading
 import time
 import uuid
-from urllib.parse import urlsplit
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import aiohttp
 import httpx

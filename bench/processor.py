@@ -53,7 +53,6 @@ import argparse
 import asyncio
 import base64
 import cProfile
-import gc
 import io
 import json
 import os
@@ -85,6 +84,7 @@ import aiohttp  # noqa: E402
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from clickstream.events import Event
+from clickstream.garbage import collect_less
 from clickstream.kafka import create_topics, producer_config
 from clickstream.settings import Settings
 from clickstream.stack.components import stack_components
@@ -92,7 +92,6 @@ from clickstream.stack.probes import free_port, free_port_pair, http_ok
 from clickstream.stack.servers import GRPC_OFFSET
 from clickstream.stack.supervisor import StackError, Supervisor, tail
 from clickstream.topics import Topics
-from clickstream.garbage import THRESHOLDS as GC_THRESHOLDS
 from stream_processor.app import processing_config
 from stream_processor.partition import PartitionProcessor
 from stream_processor.rules import parse_rules
@@ -576,7 +575,7 @@ async def state(args, settings: Settings, tmp: Path) -> None:
 
 def profile(args) -> None:
     n = args.profile_events
-    gc.set_threshold(*GC_THRESHOLDS)  # as the worker runs
+    collect_less(freeze=False)  # as the worker runs
     stream = make_stream(n, max(1, n // 4), timedelta(minutes=args.span_minutes), seed=5)
     values = [v for _, v in stream.values]
     config = processing_config(Settings(_env_file=None))

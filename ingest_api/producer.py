@@ -1,14 +1,9 @@
 """The Kafka adapter of the API: send events and wait until the broker acknowledged them.
 
 The API writes through ``api_producers`` aiokafka producers, each its own connection, and sends
-every record of a partition through the same one. An aiokafka producer keeps one produce request
-in flight per broker, and that request carries a batch for every partition it has records for;
-a broker that writes each partition's batch in turn (as Tansu with its log on S3 appears to, with
-two S3 writes per partition) answers it only after the last. Requests that arrive meanwhile wait
-for it, then for their own. With a producer per group of partitions, each request holds fewer
-partitions and the groups are written side by side. Records keep Kafka's default partitioner
-(murmur2 of the key), so a visitor's events go to the same partition as with one producer and,
-through one producer, in the order they were sent.
+every record of a partition through the same one (:func:`clickstream.kafka.connection_for` says
+why). Records keep Kafka's default partitioner (murmur2 of the key), so a visitor's events go to
+the same partition as with one producer and, through one producer, in the order they were sent.
 """
 
 from __future__ import annotations

@@ -58,7 +58,6 @@ from stream_processor.state_store import encode, partition_counts, read_partitio
 
 log = logging.getLogger(__name__)
 
-
 # A checkpoint is taken after this many events, or this often while events are pending. It is
 # taken in the background; while one is in flight, processing waits once the next batch holds
 # twice as many events (state of a million visitors and what is in flight: under 1 GB).
