@@ -77,6 +77,10 @@ class Settings(BaseSettings):
     demo_write_key: str | None = None
     demo_source: str = "demo"
     sources_file: Path | None = Field(None, description="YAML file of sources: write keys, CORS origins, rate limits")
+    api_opentelemetry: bool = Field(
+        False, description="let FastAPI trace the API's requests to the OpenTelemetry providers configured in the "
+        "process (its own Prometheus /metrics is always there)",
+    )
     trusted_proxies: list[str] = Field(
         default_factory=list, description="CIDRs of proxies whose X-Forwarded-For is believed"
     )

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
+
+import orjson
 
 from clickstream.events import Event, RejectedEvent
 from clickstream.settings import Settings
@@ -83,7 +85,16 @@ class Reply:
 
 def json_bytes(payload: Any) -> bytes:
     """JSON as Starlette's ``JSONResponse`` renders it (compact, UTF-8), so both paths answer byte for byte alike."""
-    return json.dumps(payload, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+    try:
+        return orjson.dumps(payload)
+    except orjson.JSONEncodeError:  # e.g. a lone surrogate, or an integer past 64 bits, echoed from a request
+        return json.dumps(payload, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode(
+            errors="backslashreplace")
+
+
+def new_request_id() -> str:
+    """32 hex digits. Request ids need to be unique, not unguessable: no system call for them (uuid4's)."""
+    return f"{random.getrandbits(128):032x}"
 
 
 def error_reply(status: int, message: str, request_id: str, headers: dict[str, str] | None = None,
@@ -210,7 +221,7 @@ class IngestPipeline:
     async def handle(self, request: HttpRequest, call_type: str | None) -> Reply:
         """Collect the calls of one request to a collection endpoint; ``call_type`` None is a batch."""
         headers = request.headers
-        request_id = headers.get("x-request-id") or uuid.uuid4().hex
+        request_id = headers.get("x-request-id") or new_request_id()
         endpoint = call_type or "batch"
         started = time.perf_counter()
         source: Source | None = None

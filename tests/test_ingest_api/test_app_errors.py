@@ -76,3 +76,25 @@ def test_a_request_streamed_past_the_limit_is_refused():
     response = client(MustNotProduce()).post("/v1/batch", content=endless(), auth=(KEY, ""),
                                               headers={"Content-Type": "application/json"})
     assert response.status_code == 413 and "limit" in response.json()["error"]
+
+
+class Accepts(MustNotProduce):
+    async def send_many(self, records):
+        pass
+
+
+def test_a_page_url_with_a_broken_host_is_accepted_not_a_server_error():
+    response = client(Accepts()).post("/v1/page", auth=(KEY, ""),
+                                      json={"anonymousId": "a", "properties": {"url": "http://[x/?utm_source=y"}})
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize("enabled", [False, True])
+def test_fastapi_tracing_follows_the_setting(enabled, monkeypatch):
+    import fastapi.telemetry._asgi as native
+
+    asked = []
+    monkeypatch.setattr(native.NativeTelemetry, "enabled", lambda self: asked.append(self.config["tracing"]) or False)
+    settings = Settings(_env_file=None, demo_write_key=KEY, api_opentelemetry=enabled)
+    TestClient(create_app(settings, Accepts())).post("/v1/page", auth=(KEY, ""), json={"anonymousId": "a"})
+    assert asked and set(asked) == {enabled}

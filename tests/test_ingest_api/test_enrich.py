@@ -2,7 +2,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from ingest_api.enrich import build_event, corrected_timestamp, parse_incoming
+from ingest_api.enrich import build_event, corrected_timestamp, parse_incoming, UrlParts, url_parts
 from ingest_api.errors import InvalidEvent
 
 T0 = datetime(2026, 11, 27, 12, 0, 0, tzinfo=timezone.utc)
@@ -74,3 +74,20 @@ def test_message_id_generated_when_absent():
     b = build_event(incoming, source="s", received_at=T0)
     assert a.event_id and a.event_id != b.event_id
     assert a.visitor_id == "u1"
+
+
+def test_a_url_that_cannot_be_parsed_gives_no_host_and_keeps_the_event():
+    incoming = parse_incoming({"anonymousId": "a1", "properties": {"url": "http://[shop/x?utm_source=ad"},
+                               "context": {"campaign": {"source": "mail"}, "page": {"path": "/x"}}}, "page")
+    event = build_event(incoming, source="s", received_at=T0)
+    assert event.url == "http://[shop/x?utm_source=ad" and event.host is None
+    assert event.path == "/x" and event.query is None
+    assert event.utm_source == "mail"  # the URL's own cannot be read; context.campaign still can
+
+
+def test_url_parts_reads_encoded_utm_names_and_long_urls_alike():
+    assert url_parts("https://Shop.Example/a?utm%5Fsource=x&utm_medium=&utm_campaign=c") == UrlParts(
+        "shop.example", "/a", "utm%5Fsource=x&utm_medium=&utm_campaign=c", "x", None, "c")
+    long_url = "https://shop.example/p?utm_source=s&q=" + "x" * 5000
+    assert url_parts(long_url).utm_source == "s"
+    assert url_parts("http://[::1") is None

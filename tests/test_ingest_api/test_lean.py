@@ -153,3 +153,19 @@ def test_a_client_gone_before_its_body_is_not_answered_and_is_logged(caplog):
         sent = asgi_post(app, "/v1/track", [b'{"anonymousId"', None])
     assert sent == [] and producer.records == []
     assert "disconnected" in caplog.text
+
+
+@pytest.mark.parametrize("payload", [
+    {"success": True, "request_id": "r-1", "event_id": "é ✓ \n \u2028 \x01"},
+    {"success": False, "rejected": [{"index": 3, "reason": 'a "quoted" \\ reason'}], "accepted": 2 ** 63},
+])
+def test_answers_are_encoded_as_starlette_encodes_them(payload):
+    from starlette.responses import JSONResponse
+
+    from ingest_api.pipeline import json_bytes
+    assert json_bytes(payload) == JSONResponse(payload).body
+
+
+def test_an_echoed_lone_surrogate_does_not_break_the_answer():
+    from ingest_api.pipeline import json_bytes
+    assert json.loads(json_bytes({"event_id": "\ud800"})) == {"event_id": "\ud800"}  # escaped, as JSON allows
