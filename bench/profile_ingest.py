@@ -13,7 +13,7 @@ with py-spy (``pip install py-spy`` into the venv) for ``--seconds``. It reports
   as a share of the busy samples and as microseconds per request;
 * the functions with the most samples of their own;
 * ``--micro``: in-process timings of the same steps on one event (no HTTP, no server), including
-  user-agent parsing without its cache.
+  user-agent parsing without its cache, and of whole requests through the app's ASGI callable.
 
 Run it by hand from the project root:
 
@@ -269,7 +269,7 @@ def micro(number: int) -> None:
                                              "error", "duration_ms")}
 
     steps = [
-        ("decode_body (json.loads of the body)",
+        ("decode_body (JSON parse of the body)",
          lambda: decode_body(body, content_type="application/json", content_encoding=None, limit=32768)),
         ("size check: len(json.dumps(call)) (batches only since 2970aa1)", lambda: len(json.dumps(call, default=str))),
         ("parse_incoming (IncomingEvent validation)", lambda: parse_incoming(call, "track")),
@@ -293,6 +293,68 @@ def micro(number: int) -> None:
         best = min(timeit.repeat(fn, number=n, repeat=5)) / n * 1e6
         print(f"  {best:>8.1f}  {label}")
     print(f"  record: {len(event.to_bytes())} bytes; body {len(body)} bytes")
+    print(f"  {whole_app(number):>8.1f}  the whole ASGI app, POST /v1/track, a producer that returns at once, "
+          "JSON log lines to /dev/null (best of 5 over distinct bodies)")
+
+
+def whole_app(number: int) -> float:
+    """Microseconds per request through ``create_app``'s ASGI callable (middleware, lean front,
+    pipeline, logging), without a server or a broker: the API's own work on one request."""
+    import uvloop
+
+    from clickstream.logs import JsonFormatter
+    from ingest_api.app import create_app
+
+    class Immediate:
+        async def send_many(self, records):
+            pass
+
+        async def ready(self, topic):
+            return True
+
+        async def stop(self):
+            pass
+
+    api_log = logging.getLogger("clickstream.api")
+    handler = logging.StreamHandler(open(os.devnull, "w"))
+    handler.setFormatter(JsonFormatter())
+    saved = api_log.handlers, api_log.propagate, api_log.level
+    api_log.handlers, api_log.propagate, api_log.level = [handler], False, logging.INFO
+    app = create_app(Settings(_env_file=None, demo_write_key=bench.WRITE_KEY), Immediate())
+    bodies = bench.track_bodies(number, 1000)
+    headers = [(k.lower().encode(), v.encode()) for k, v in bench.HEADERS.items()]
+
+    async def one(body: bytes) -> int:
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+                 "scheme": "http", "path": "/v1/track", "raw_path": b"/v1/track", "query_string": b"",
+                 "root_path": "", "headers": headers + [(b"content-length", str(len(body)).encode())],
+                 "client": (LOOPBACK, 40000), "server": (LOOPBACK, 8000), "state": {}}
+        status = []
+
+        async def receive():
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(message):
+            if message["type"] == "http.response.start":
+                status.append(message["status"])
+
+        await app(scope, receive, send)
+        return status[0]
+
+    async def run() -> float:
+        assert await one(bodies[0]) == 200
+        best = float("inf")
+        for _ in range(5):
+            started = time.perf_counter()
+            for body in bodies:
+                await one(body)
+            best = min(best, (time.perf_counter() - started) / len(bodies) * 1e6)
+        return best
+
+    try:
+        return uvloop.run(run())
+    finally:
+        api_log.handlers, api_log.propagate, api_log.level = saved
 
 
 def main() -> None:
