@@ -15,18 +15,18 @@ from pathlib import Path
 
 from clickstream.settings import LOOPBACK
 
-# ``weed mini`` opens a dozen ports (master, volume, filer, S3, admin, the Iceberg and
-# Lance endpoints, and gRPC twins). Each is given explicitly so that none collides with
-# another service on the machine. The gRPC twin of a port is always port + 10000
-# (some of weed's internal clients assume it), so those ports are chosen in pairs.
+# ``weed mini`` opens a dozen ports (master, volume, filer, S3, admin and gRPC twins). Each is
+# given explicitly so that none collides with another service on the machine. The gRPC twin of
+# a port is always port + 10000 (some of weed's internal clients assume it), so those ports are
+# chosen in pairs. Its Iceberg and Lance catalogs, which nothing here uses, are switched off:
+# two ports fewer to find free (a port taken between the choice and weed's start ends weed).
 WEED_PORT_FLAGS = (
     "master.port",
     "volume.port",
     "filer.port",
     "admin.port",
-    "s3.port.iceberg",
-    "s3.port.lance",
 )
+WEED_DISABLED = ("s3.port.iceberg", "s3.port.lance")
 GRPC_OFFSET = 10000
 
 
@@ -60,6 +60,7 @@ def weed_command(data_dir: Path, s3_port: int, buckets: list[str], other_ports: 
         "-master.telemetry=false",
     ]
     cmd += [f"-{flag}={port}" for flag, port in other_ports.items()]
+    cmd += [f"-{flag}=0" for flag in WEED_DISABLED]
     return cmd
 
 
