@@ -69,5 +69,7 @@ def decode_body(raw: bytes, *, content_type: str | None, content_encoding: str |
         pass
     try:
         return json.loads(raw)
+    except RecursionError:
+        raise MalformedBody("malformed JSON: nested too deeply") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise MalformedBody(f"malformed JSON: {exc}") from None

@@ -32,6 +32,25 @@ def parse_incoming(body: Any, event_type: str | None = None) -> IncomingEvent:
         raise InvalidEvent(describe_validation_error(exc)) from None
 
 
+# Levels of objects and arrays a call may nest (the call itself is the first). The stream
+# processor reads events with pydantic, which refuses documents nested 200 levels deep; an event
+# it cannot read would have been acknowledged and then never reach the lake.
+MAX_NESTING = 64
+
+
+def nests_deeper_than(value: Any, limit: int = MAX_NESTING) -> bool:
+    """Whether objects and arrays in ``value`` nest more than ``limit`` levels (without recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        for child in (node.values() if isinstance(node, dict) else node):
+            if isinstance(child, (dict, list)):
+                stack.append((child, depth + 1))
+    return False
+
+
 def describe_validation_error(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors():

@@ -31,7 +31,7 @@ from clickstream.topics import Topics
 from ingest_api.auth import write_key_from_authorization
 from ingest_api.body import MAX_EVENT_BYTES, MAX_REQUEST_BYTES, MalformedBody, PayloadTooLarge, decode_body
 from ingest_api.client import client_ip, parse_networks
-from ingest_api.enrich import Requester, build_event, parse_incoming
+from ingest_api.enrich import MAX_NESTING, Requester, build_event, nests_deeper_than, parse_incoming
 from ingest_api.errors import IngestError, InvalidEvent, OriginNotAllowed, RateLimited, UnknownWriteKey
 from ingest_api.metrics import IngestMetrics
 from ingest_api.ratelimit import RateLimiter
@@ -192,6 +192,8 @@ class IngestPipeline:
         for index, original in enumerate(calls):
             call = original
             try:
+                if isinstance(call, (dict, list)) and nests_deeper_than(call):
+                    raise InvalidEvent(f"the call nests objects and arrays more than {MAX_NESTING} levels deep")
                 if call_type is None:  # a single call's body was already held to the limit
                     size = len(json.dumps(call, default=str))
                     if size > MAX_EVENT_BYTES:

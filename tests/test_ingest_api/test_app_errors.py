@@ -98,3 +98,37 @@ def test_fastapi_tracing_follows_the_setting(enabled, monkeypatch):
     settings = Settings(_env_file=None, demo_write_key=KEY, api_opentelemetry=enabled)
     TestClient(create_app(settings, Accepts())).post("/v1/page", auth=(KEY, ""), json={"anonymousId": "a"})
     assert asked and set(asked) == {enabled}
+
+
+class Keeps(MustNotProduce):
+    def __init__(self):
+        self.records = []
+
+    async def send_many(self, records):
+        self.records += records
+
+
+@pytest.mark.parametrize("path", ["/v1/track", "/v1/batch"])
+def test_json_nested_past_pythons_recursion_limit_is_a_400(path):
+    producer = Keeps()
+    response = client(producer).post(path, auth=(KEY, ""), content=b"[" * 30000)
+    assert response.status_code == 400 and "nested too deeply" in response.json()["error"]
+    assert [topic.endswith("invalid") for topic, _, _ in producer.records] == [True]  # kept for inspection
+
+
+def test_a_call_nested_too_deep_is_rejected_and_its_neighbours_kept():
+    deep = {"x": 1}
+    for _ in range(150):  # parses, but the processor could not read it back
+        deep = {"x": deep}
+    producer = Keeps()
+    calls = [{"type": "track", "anonymousId": "a", "event": "Fine"},
+             {"type": "track", "anonymousId": "a", "event": "Deep", "properties": deep},
+             {"type": "track", "anonymousId": "a", "event": "Fine too"}]
+    response = client(producer).post("/v1/batch", auth=(KEY, ""), json={"batch": calls})
+    assert response.status_code == 200, response.text
+    assert response.json()["accepted"] == 2
+    assert [r["index"] for r in response.json()["rejected"]] == [1]
+    assert "levels deep" in response.json()["rejected"][0]["reason"]
+    assert [topic.endswith("raw") for topic, _, _ in producer.records] == [True, True, False]
+    single = client(Keeps()).post("/v1/track", auth=(KEY, ""), json=calls[1])
+    assert single.status_code == 400 and "levels deep" in single.json()["error"]

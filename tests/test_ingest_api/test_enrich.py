@@ -2,7 +2,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from ingest_api.enrich import build_event, corrected_timestamp, parse_incoming, UrlParts, url_parts
+from ingest_api.enrich import MAX_NESTING, UrlParts, build_event, corrected_timestamp, nests_deeper_than, parse_incoming, url_parts
 from ingest_api.errors import InvalidEvent
 
 T0 = datetime(2026, 11, 27, 12, 0, 0, tzinfo=timezone.utc)
@@ -91,3 +91,24 @@ def test_url_parts_reads_encoded_utm_names_and_long_urls_alike():
     long_url = "https://shop.example/p?utm_source=s&q=" + "x" * 5000
     assert url_parts(long_url).utm_source == "s"
     assert url_parts("http://[::1") is None
+
+
+def _nested(levels: int):
+    value = 1
+    for _ in range(levels):
+        value = {"x": value}
+    return value
+
+
+def test_nesting_is_counted_from_the_call_itself():
+    assert not nests_deeper_than({"a": [1, {"b": 2}]}, 3) and nests_deeper_than({"a": [1, {"b": 2}]}, 2)
+    assert not nests_deeper_than(_nested(MAX_NESTING)) and nests_deeper_than(_nested(MAX_NESTING + 1))
+
+
+def test_an_event_at_the_nesting_limit_can_be_read_back_by_the_processor():
+    from clickstream.events import Event
+
+    call = {"anonymousId": "a", "event": "Deep", "properties": _nested(MAX_NESTING - 1)}
+    assert not nests_deeper_than(call)
+    event = build_event(parse_incoming(call, "track"), source="s", received_at=T0)
+    assert Event.from_bytes(event.to_bytes()).properties == call["properties"]
