@@ -305,22 +305,13 @@ def whole_app(number: int) -> float:
     from clickstream.logs import JsonFormatter
     from ingest_api.app import create_app
 
-    class Immediate:
-        async def send_many(self, records):
-            pass
-
-        async def ready(self, topic):
-            return True
-
-        async def stop(self):
-            pass
-
     api_log = logging.getLogger("clickstream.api")
     handler = logging.StreamHandler(open(os.devnull, "w"))
     handler.setFormatter(JsonFormatter())
     saved = api_log.handlers, api_log.propagate, api_log.level
     api_log.handlers, api_log.propagate, api_log.level = [handler], False, logging.INFO
-    app = create_app(Settings(_env_file=None, demo_write_key=bench.WRITE_KEY), Immediate())
+    settings = Settings(_env_file=None, demo_write_key=bench.WRITE_KEY)
+    app = create_app(settings, bench.NoKafka(settings))
     bodies = bench.track_bodies(number, 1000)
     headers = [(k.lower().encode(), v.encode()) for k, v in bench.HEADERS.items()]
 

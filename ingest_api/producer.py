@@ -23,7 +23,6 @@ from ingest_api.errors import BrokerUnavailable
 log = logging.getLogger(__name__)
 
 
-
 @lru_cache(maxsize=65536)
 def key_hash(key: bytes) -> int:
     """The hash by which Kafka's default partitioner places a key: positive murmur2.
