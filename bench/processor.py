@@ -201,8 +201,8 @@ def make_stream(n: int, visitors: int, span: timedelta, seed: int, *, one_each: 
 
 async def produce(settings: Settings, topic: str, stream: Stream, batch_kb: int) -> dict[int, int]:
     """Every record to ``topic`` (keyed by device, the services' producer settings); returns the ends."""
-    producer = AIOKafkaProducer(**producer_config(settings), max_batch_size=batch_kb * 1024,
-                                max_request_size=max(1048576, batch_kb * 1024 * 2))
+    producer = AIOKafkaProducer(**{**producer_config(settings), "max_batch_size": batch_kb * 1024,
+                                   "max_request_size": max(1048576, batch_kb * 1024 * 2)})
     await producer.start()
     ends: dict[int, int] = {}
     try:

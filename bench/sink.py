@@ -262,7 +262,7 @@ class Produced:
 
 async def produce(settings: Settings, topic: str, events: list[Event], batch_bytes: int) -> Produced:
     """Every event to ``topic``, keyed by visitor, with the services' producer settings (and this batch size)."""
-    producer = AIOKafkaProducer(**producer_config(settings), max_batch_size=batch_bytes)
+    producer = AIOKafkaProducer(**{**producer_config(settings), "max_batch_size": batch_bytes})
     await producer.start()
     placed: dict[tuple[int, int], Event] = {}
     size = 0
