@@ -63,6 +63,9 @@ class WindowMerger:
         self.changed = False
         self.transitions: dict[str, dict[str, int]] = {}  # "source|page" -> next page -> count
         self.updated_pages: set[str] = set()  # "source|page" whose next pages changed since taken
+        # Per input partition: the checkpoint offset its latest transitions followed, and the offsets
+        # of the steps counted past it (see PartitionProcessor.take_transitions).
+        self.steps_counted: dict[int, tuple[int, set[int]]] = {}
 
     # --- state ---------------------------------------------------------------------------------
 
@@ -79,6 +82,7 @@ class WindowMerger:
             "decided": sorted(self.decided),
             "cooldowns": self.cooldowns.last,
             "transitions": self.transitions,
+            "steps_counted": {str(p): [floor, sorted(seen)] for p, (floor, seen) in self.steps_counted.items()},
         }
 
     @staticmethod
@@ -105,6 +109,7 @@ class WindowMerger:
         self.decided = set(d["decided"])
         self.cooldowns = r.Cooldowns(d["cooldowns"])
         self.transitions = d.get("transitions", {})
+        self.steps_counted = {int(p): (floor, set(seen)) for p, (floor, seen) in d.get("steps_counted", {}).items()}
 
     # --- input ---------------------------------------------------------------------------------
 
@@ -114,7 +119,7 @@ class WindowMerger:
         self.changed = False
         size = partial["w"]
         if partial["kind"] == "transitions":
-            self._count_transitions(partial["counts"])
+            self._count_transitions(partial)
             return [], []
         if size not in self.progress:
             return [], []  # a window size no longer configured
@@ -182,8 +187,21 @@ class WindowMerger:
 
     # --- paths ---------------------------------------------------------------------------------
 
-    def _count_transitions(self, counts: list) -> None:
-        for source, page, following, n in counts:
+    def _count_transitions(self, partial: dict) -> None:
+        """Add a partition's page-to-next-page counts, each step once even when sent again after a
+        crash: a step at an offset already counted, or at or before the checkpoint that an earlier
+        message followed, was counted before."""
+        floor, seen = self.steps_counted.get(partial["p"], (-1, set()))
+        # Without "offsets" (written by an earlier version), the counts are taken as sent.
+        offsets = partial.get("offsets") or [None] * len(partial["counts"])
+        for (source, page, following, n), at in zip(partial["counts"], offsets):
+            if at is not None:
+                fresh = [o for o in at if o > floor and o not in seen]
+                seen.update(fresh)
+                self.stats["steps_counted_before"] += n - len(fresh)
+                n = len(fresh)
+                if not n:
+                    continue
             key = f"{source}|{page}"
             nexts = self.transitions.setdefault(key, {})
             nexts[following] = nexts.get(following, 0) + n
@@ -192,6 +210,11 @@ class WindowMerger:
                 kept = sorted(nexts.items(), key=lambda kv: -kv[1])[:MAX_NEXT_PAGES]
                 self.transitions[key] = dict(kept)
             self.updated_pages.add(key)
+        start = partial.get("from")
+        if start is not None and start > floor:
+            # A restart resumes at a checkpoint at or after this one: steps before it never come again.
+            floor, seen = start, {o for o in seen if o > start}
+        self.steps_counted[partial["p"]] = (floor, seen)
         self.changed = True
 
     def take_recommendation_updates(self) -> dict[str, dict[str, int]]:

@@ -82,7 +82,9 @@ class PartitionProcessor:
         self._said_empty = False
         self.changed = True  # state differs from the last checkpoint
         self.stats: Counter[str] = Counter()
-        self.transitions: Counter[tuple[str, str, str]] = Counter()  # (source, page, next page), since taken
+        # (source, page, next page) -> offsets of the events that made the step, since taken
+        self.transitions: dict[tuple[str, str, str], list[int]] = {}
+        self._transitions_topic: str | None = None
         self._closing: list[tuple[float, str]] = []  # (session end + timeout, visitor key), lazily pruned
         self._forgetting: list[tuple[float, str]] = []  # (last event + dedup horizon, visitor key)
         self._next_due = float("-inf")
@@ -181,7 +183,8 @@ class PartitionProcessor:
         if event.is_page_view and event.path is not None and target.exit_path is not None \
                 and t >= target.exit_time and target.exit_path != event.path:
             # A step from the session's latest page to this one (in time order; late arrivals skipped).
-            self.transitions[(event.source, target.exit_path, event.path)] += 1
+            self.transitions.setdefault((event.source, target.exit_path, event.path), []).append(offset)
+            self._transitions_topic = topic
         add_event(target, event, t, self.config.conversion_event)
         self._count_in_windows(event, t, target.session_id, opened=opened or standalone is not None)
         if standalone is not None:
@@ -223,12 +226,22 @@ class PartitionProcessor:
         return self.advance(self.max_time - self.config.lateness_s + quiet, now=now)
 
     def take_transitions(self) -> dict | None:
-        """Page-to-next-page counts since the last call, as a message for the merger."""
+        """Page-to-next-page counts since the last call, as a message for the merger.
+
+        Unlike a window's partial, these counts are sent as they grow, so a crash between sending
+        them and saving the checkpoint would have the restarted partition count its replayed steps
+        again. Each step therefore names the offset of the event that made it, and ``from`` is the
+        offset of the checkpoint they follow (call this before :meth:`checkpoint`): the merger
+        counts an offset once, and forgets offsets once a later message starts past them (a
+        restart resumes at the latest checkpoint, never before what a delivered message followed).
+        """
         if not self.transitions:
             return None
-        counts = [[src, a, b, n] for (src, a, b), n in self.transitions.items()]
-        self.transitions = Counter()
-        return {"kind": "transitions", "p": self.partition, "w": self.config.window_sizes[0], "counts": counts}
+        steps, self.transitions = self.transitions, {}
+        # The offsets ride beside the counts, which keep their shape for a merger of an earlier version.
+        return {"kind": "transitions", "p": self.partition, "w": self.config.window_sizes[0],
+                "counts": [[src, a, b, len(offsets)] for (src, a, b), offsets in steps.items()],
+                "offsets": list(steps.values()), "from": self.checkpointed.get(self._transitions_topic, -1)}
 
     # --- closing -------------------------------------------------------------------------------
 

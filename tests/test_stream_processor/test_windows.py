@@ -169,3 +169,76 @@ def test_next_pages_are_counted_in_time_order_and_recommended():
     updates = merger.take_recommendation_updates()
     assert updates == {"web|/": {"/x": 2, "/y": 1}, "web|/x": {"/y": 1}}
     assert recommend(updates["web|/"], 1) == [{"path": "/x", "count": 2, "probability": 0.6667}]
+
+
+@pytest.mark.parametrize("states_saved", ["none", "half", "all"])
+def test_next_page_counts_survive_a_crash_between_sending_them_and_the_checkpoint(states_saved):
+    """As the worker checkpoints: the transitions go out with the batch's outputs, then the visitors'
+    states are saved, then the checkpoint. A crash after the outputs (with none, some or all of the
+    states saved) replays the batch from the previous checkpoint; the merger must count each step once."""
+    rng = random.Random(11)
+    pages = ["/", "/pricing", "/docs", "/signup", "/blog"]
+    events = [event(n, T0 + n * 0.5, f"v{rng.randrange(25)}", path=rng.choice(pages)) for n in range(700)]
+    config = ProcessingConfig(session_timeout_s=60, lateness_s=5, window_sizes=(60,))
+    rules = lambda: RuleSet()  # noqa: E731
+
+    def drive(crash_at=None):
+        visitors = {}
+        proc = PartitionProcessor(0, config, visitors, rules)
+        merger = WindowMerger(1, (60,), rules)
+        saved = (copy.deepcopy(proc.checkpoint()), {}, -1)  # (checkpoint, visitors' states, its offset)
+        checkpoints, offset = 0, 0
+        while offset < len(events):
+            proc.process(events[offset], "raw", offset, now=NOW, wall=0)
+            if offset % 40 == 39:
+                steps = proc.take_transitions()
+                if steps:
+                    merger.add(copy.deepcopy(steps), NOW)  # sent with the batch's outputs
+                state = copy.deepcopy(proc.checkpoint())
+                checkpoints += 1
+                if checkpoints == crash_at:
+                    kept = {"none": saved[1], "all": copy.deepcopy(visitors),
+                            "half": {k: copy.deepcopy(v if int(k[1:]) % 2 else saved[1].get(k))
+                                     for k, v in visitors.items() if int(k[1:]) % 2 or k in saved[1]}}[states_saved]
+                    visitors = copy.deepcopy(kept)
+                    proc = PartitionProcessor(0, config, visitors, rules)
+                    proc.restore(copy.deepcopy(saved[0]))
+                    offset, crash_at = saved[2] + 1, None  # the consumer resumes after the checkpoint
+                    continue
+                saved = (state, copy.deepcopy(visitors), offset)
+            offset += 1
+        steps = proc.take_transitions()
+        if steps:
+            merger.add(steps, NOW)
+        return merger
+
+    clean = drive()
+    crashed = drive(crash_at=9)
+    assert crashed.transitions == clean.transitions
+    assert sum(n for nexts in clean.transitions.values() for n in nexts.values()) > 300
+    if states_saved != "all":  # the replay did send steps again, and the merger left them out
+        assert crashed.stats["steps_counted_before"] > 0
+    assert clean.stats["steps_counted_before"] == 0
+    restored = WindowMerger(1, (60,), rules)
+    restored.restore(copy.deepcopy(crashed.to_dict()))
+    assert restored.steps_counted == crashed.steps_counted
+
+
+def test_next_page_counts_sent_again_over_a_shorter_or_longer_range_count_once():
+    merger = WindowMerger(1, (60,), lambda: RuleSet())
+
+    def steps(start, *offsets):
+        return {"kind": "transitions", "p": 0, "w": 60, "from": start,
+                "counts": [["web", "/", "/x", len(offsets)]], "offsets": [list(offsets)]}
+
+    merger.add(steps(9, 10, 12, 15), NOW)  # sent before a crash: steps after the checkpoint at 9
+    merger.add(steps(9, 10, 12), NOW)  # the restarted partition checkpointed sooner, at 13
+    merger.add(steps(13, 15, 17), NOW)  # ... and its next message repeats 15
+    merger.add(steps(9, 12), NOW)  # a message read again by a restarted merger
+    merger.add(steps(13, 16), NOW)
+    assert merger.transitions == {"web|/": {"/x": 5}}  # 10, 12, 15, 16, 17
+    assert merger.steps_counted == {0: (13, {15, 16, 17})}
+    assert merger.stats["steps_counted_before"] == 4
+    # From a partition of an earlier version, without offsets: counted as sent.
+    merger.add({"kind": "transitions", "p": 1, "w": 60, "counts": [["web", "/", "/x", 2]]}, NOW)
+    assert merger.transitions == {"web|/": {"/x": 7}}
