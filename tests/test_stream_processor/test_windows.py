@@ -197,9 +197,10 @@ def test_next_page_counts_survive_a_crash_between_sending_them_and_the_checkpoin
                 state = copy.deepcopy(proc.checkpoint())
                 checkpoints += 1
                 if checkpoints == crash_at:
-                    kept = {"none": saved[1], "all": copy.deepcopy(visitors),
-                            "half": {k: copy.deepcopy(v if int(k[1:]) % 2 else saved[1].get(k))
-                                     for k, v in visitors.items() if int(k[1:]) % 2 or k in saved[1]}}[states_saved]
+                    # The states the crash left: none, those of odd-numbered visitors, or all written anew.
+                    written = {k: v for k, v in visitors.items() if states_saved == "all" or
+                               (states_saved == "half" and int(k[1:]) % 2)}
+                    kept = {**saved[1], **written}
                     visitors = copy.deepcopy(kept)
                     proc = PartitionProcessor(0, config, visitors, rules)
                     proc.restore(copy.deepcopy(saved[0]))
