@@ -46,6 +46,7 @@ from clickstream.events import Event
 from clickstream.garbage import collect_less
 from clickstream.kafka import connection_for
 from clickstream.metrics import MetricRow
+from clickstream.sessions import SessionRecord
 from clickstream.settings import Settings
 from clickstream.topics import Topics
 from stream_processor import emitted as em
@@ -194,12 +195,14 @@ def create_app(settings: Settings) -> faust.App:
             read_partition(settings.bootstrap_servers, visitor_states.get_topic_name(), partition),
             read_resent(outputs, where, offsets))
         proc = PartitionProcessor(partition, config, visitors, rules.current)
-        proc.restore(state)
+        proc.restore(state, closed_since=[SessionRecord.model_validate(v) for v in found.sessions])
         emitted[partition] = dict(offsets or {})
         resent[partition] = found
         log.info("partition %d: state of %d visitors loaded, resuming after offsets %s; %s outputs sent before "
-                 "a restart will not be sent again", partition, len(visitors), proc.offsets,
-                 sum(len(ids) for ids in found.ids.values()))
+                 "a restart will not be sent again; %d session ends and %d held events found in states saved "
+                 "after the checkpoint", partition, len(visitors), proc.offsets,
+                 sum(len(ids) for ids in found.ids.values()), proc.stats["session_ends_restored"],
+                 proc.stats["held_released_restored"])
         return proc
 
     async def processor(partition: int) -> PartitionProcessor:
@@ -276,6 +279,8 @@ def create_app(settings: Settings) -> faust.App:
                 emitted.setdefault(p, {})[kind] = offset
             # The visitors' states are durable before the checkpoint that skips their events is.
             await send_all([(visitor_states, key.encode(), value, partition, None) for key, partition, value in dirty])
+            if dirty:
+                await fail("states-saved")
             await send_all([(checkpoints, str(p).encode(), em.wrap_checkpoint(value, encode(emitted.get(p, {}))), p,
                              None) for p, value in states.items()])
             ack = app.consumer.ack

@@ -52,8 +52,12 @@ class Resent:
     def __init__(self) -> None:
         self.ids: dict[str, set[str]] = {}
         self.dropped = 0
+        self.sessions: list[dict] = []  # the session records themselves: a restore counts some ends
 
     def add(self, kind: str, values: Iterable[Any]) -> None:
+        values = list(values)
+        if kind == SESSIONS:
+            self.sessions += values
         ids = {_ID_OF_VALUE[kind](v) for v in values}
         if ids:
             self.ids.setdefault(kind, set()).update(ids)

@@ -4,14 +4,15 @@ sessionize, close sessions and windows on the watermark, and evaluate the per-se
 The Faust adapter (``app.py``) feeds events in offset order and sends what comes out; this
 module never touches Kafka. State is the visitors' map (handed in, one :mod:`visitor_state` per
 device; the adapter keeps it in a compacted topic) and the partition's own state (watermark,
-open windows, offsets processed), which :meth:`checkpoint` and :meth:`restore` turn into JSON.
+open windows, offsets processed, held events), which :meth:`checkpoint` and :meth:`restore` turn into
+JSON.
 """
 
 from __future__ import annotations
 
 import heapq
 from collections import Counter
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -22,7 +23,7 @@ from clickstream.sessions import SessionRecord
 from stream_processor import rules as r
 from stream_processor import visitor_state as vs
 from stream_processor.sessions import OpenSession, add_event, belongs_to, open_session, revenue_of, session_end, \
-    session_key
+    session_id_for, session_key
 from stream_processor.windows import WindowAggregate, closes_through, counter_key, event_counter_keys, sketch_positions, \
     window_start
 
@@ -85,6 +86,11 @@ class PartitionProcessor:
         # (source, page, next page) -> offsets of the events that made the step, since taken
         self.transitions: dict[tuple[str, str, str], list[int]] = {}
         self._transitions_topic: str | None = None
+        # Events that may yet join their visitor's open session (see :meth:`_apply`), by visitor:
+        # [(event time, offset, topic, event)] in arrival order. Part of the checkpoint.
+        self.held: dict[str, list[tuple[float, int, str, Event]]] = {}
+        # What a restore found released after its checkpoint: sent with the next call's output.
+        self._restored: Output | None = None
         self._closing: list[tuple[float, str]] = []  # (session end + timeout, visitor key), lazily pruned
         self._forgetting: list[tuple[float, str]] = []  # (last event + dedup horizon, visitor key)
         self._next_due = float("-inf")
@@ -95,15 +101,22 @@ class PartitionProcessor:
     def checkpoint(self) -> dict:
         self.changed = False
         self.checkpointed = dict(self.offsets)
-        return {
+        state = {
             "max_time": self.max_time,
             "watermark": self.watermark,
             "closed_through": {str(k): v for k, v in self.closed_through.items()},
             "windows": {f"{w}|{s}|{src}": agg.to_dict() for (w, s, src), agg in self.windows.items()},
             "offsets": dict(self.offsets),
         }
+        if self.held:
+            state["held"] = {key: [[t, offset, topic, event.model_dump(mode="json")] for t, offset, topic, event in held]
+                             for key, held in self.held.items()}
+        return state
 
-    def restore(self, state: dict | None) -> None:
+    def restore(self, state: dict | None, closed_since: Iterable[SessionRecord] = ()) -> None:
+        """Resume from a checkpoint. ``closed_since``: the session records a worker sent after this
+        checkpoint (found in the sessions topic), for the states saved after it (see
+        :meth:`_restore_closes`)."""
         if not state:
             return
         self.max_time, self.watermark = state["max_time"], state["watermark"]
@@ -114,7 +127,57 @@ class PartitionProcessor:
             self.windows[(int(w), int(s), src)] = WindowAggregate.from_dict(agg)
         self.offsets = dict(state["offsets"])
         self.checkpointed = dict(self.offsets)
+        self._restore_held(state.get("held") or {})
+        self._restore_closes(closed_since)
         self._rebuild_closing()
+
+    def _restore_closes(self, closed_since: Iterable[SessionRecord]) -> None:
+        """A session's close adds to the windows (sessions ended, bounces, conversions per session).
+        A worker saves the visitors' states before the checkpoint, so a crash between the two can
+        leave a state in which a session is over while the checkpoint's windows do not count its
+        end, and the events processed again will not close it a second time. Such a session is one
+        the state knows (its events are among those seen) but no longer holds open: its end is
+        counted here. A session the state still holds open, or does not know, the replay closes."""
+        for record in closed_since:
+            key = record.anonymous_id or record.user_id or ""
+            state = self.visitors.get(key)
+            if not state or state[vs.PARTITION] != self.partition:
+                continue
+            if state[vs.SESSION] and OpenSession.from_state(state[vs.SESSION]).session_id == record.session_id:
+                continue
+            if record.session_id in vs.session_ids(state):
+                self._count_session_end(record.session_end.timestamp(), record.source, record.page_views,
+                                        record.converted, record.experiments)
+                self.stats["session_ends_restored"] += 1
+
+    def _restore_held(self, saved: dict) -> None:
+        """The checkpoint's held events, against the visitors' states, which may be newer: a worker
+        saves the states before the checkpoint, so a crash between the two leaves states that already
+        released some of these events. Such an event is not released again (its visitor's session has
+        moved on); it is counted in its window (the checkpoint's windows predate it) and forwarded
+        again (``emitted.py`` drops the copy if the first one was sent) with the session it got."""
+        self.held = {}
+        restored = Output()
+        for key, entries in saved.items():
+            state = self.visitors.get(key)
+            for t, offset, topic, data in entries:
+                event = Event.model_validate(data)
+                seen = vs.seen_entry(state, event.event_id) if state else None
+                if seen is not None and seen[2] is not None:
+                    self._count_in_windows(event, t, seen[2], opened=seen[2] == session_id_for(key, event.event_id))
+                    restored.events.append((key, event.model_copy(update={"session_id": seen[2]})))
+                    self.stats["held_released_restored"] += 1
+                else:
+                    self.held.setdefault(key, []).append((t, offset, topic, event))
+        self._restored = restored if restored or self.held else None
+
+    def _flush_restored(self, out: Output, now: datetime) -> None:
+        """Send what :meth:`_restore_held` found released, and release the held events of a visitor
+        with no open session to wait for (not expected: a session's close releases them)."""
+        restored, self._restored = self._restored, None
+        out.extend(restored)
+        for key in [k for k, state in ((k, self.visitors.get(k)) for k in self.held) if not (state and state[vs.SESSION])]:
+            self._release(key, self.visitors.get(key) or vs.new(self.partition), out, now)
 
     def _rebuild_closing(self) -> None:
         timeout = self.config.session_timeout_s
@@ -141,6 +204,8 @@ class PartitionProcessor:
         What it produces is added to ``out`` (a new Output when None), which is returned."""
         if out is None:
             out = Output()
+        if self._restored is not None:
+            self._flush_restored(out, now)
         if offset <= self.checkpointed.get(topic, -1):
             # Already in the checkpoint this partition was restored from: read again after a crash.
             self.stats["replayed_skipped"] += 1
@@ -162,9 +227,32 @@ class PartitionProcessor:
             # The same record again, processed after the last checkpoint: the visitor's state
             # already holds it (it is written first), the windows and the forwarded event may not.
             self.stats["replayed_after_checkpoint"] += 1
-            self._count_in_windows(event, t, seen[2], opened=False)
+            if seen[2] is None:  # it was held (see _apply), and still is
+                self._hold(key, event, t, topic, offset)
+                return out
+            opened = seen[2] == session_id_for(key, event.event_id)  # session ids follow from their first event
+            self._count_in_windows(event, t, seen[2], opened=opened)
             out.events.append((key, event.model_copy(update={"session_id": seen[2]})))
             return out
+        self._apply(key, state, event, t, topic, offset, out, now)
+        self.stats["events"] += 1
+        return out
+
+    def _apply(self, key: str, state: list, event: Event, t: float, topic: str, offset: int, out: Output,
+               now: datetime) -> None:
+        """Sessionize a new event of the visitor whose state is ``state``, count it and forward it,
+        or hold it.
+
+        An event a timeout or more after the visitor's open session would start a new session. But
+        that session has not closed yet (the watermark has not passed its end plus the timeout), so
+        an event still to come within the lateness may fall in the gap and bridge it: the event is
+        *held* (not forwarded, counted or sessionized; its id is remembered with no session) until
+        a bridge arrives and it joins the open session, or the session closes and the held events
+        start the next one. Sessions then do not depend on the order events arrive in within the
+        lateness. A held event waits at most the lateness in event time (it is at least a timeout
+        after the session's end, and the session closes when the watermark passes that point), and
+        only an event whose gap lies between the timeout and the timeout plus the lateness is held.
+        """
         session = OpenSession.from_state(state[vs.SESSION]) if state[vs.SESSION] else None
         timeout = self.config.session_timeout_s
         opened = False
@@ -173,10 +261,15 @@ class PartitionProcessor:
             pass
         elif session is not None and t < session.start:
             # Earlier than the open session by more than the timeout: its own session, already over.
+            # With a lateness under the timeout only a late event can be this early.
             standalone = open_session(event, t)
+        elif session is not None:
+            self._hold(key, event, t, topic, offset)
+            vs.remember(state, event.event_id, t, offset, None, self.config.dedup_horizon_s)
+            self.visitors[key] = state
+            out.dirty.add(key)
+            return
         else:
-            if session is not None:
-                self._close_session(session, out, now)
             session = open_session(event, t)
             opened = True
         target = standalone or session
@@ -198,12 +291,45 @@ class PartitionProcessor:
         self.visitors[key] = state
         out.dirty.add(key)
         out.events.append((key, event.model_copy(update={"session_id": target.session_id})))
-        self.stats["events"] += 1
-        return out
+        if standalone is None and self.held and key in self.held:
+            # The session grew: held events it now reaches join it, in the order they arrived (as
+            # events that were not held do), each extending it for the next.
+            held = self.held.pop(key)
+            joining = True
+            while joining:
+                reach = session_end(state[vs.SESSION]) + timeout
+                joining = next((h for h in held if h[0] < reach), None)
+                if joining is not None:
+                    held.remove(joining)
+                    t_held, offset_held, topic_held, held_event = joining
+                    self._apply(key, state, held_event, t_held, topic_held, offset_held, out, now)
+            if held:
+                self.held[key] = held
+
+    def _hold(self, key: str, event: Event, t: float, topic: str, offset: int) -> None:
+        held = self.held.setdefault(key, [])
+        if not any(h[1] == offset and h[2] == topic for h in held):
+            held.append((t, offset, topic, event))
+            self.stats["events_held"] += 1
+        self.changed = True
+
+    def _release(self, key: str, state: list, out: Output, now: datetime) -> None:
+        """The visitor's session closed: its held events, in the order they arrived, start the next
+        session (its id follows from the first of them, as from the first event of any session), and
+        those a timeout or more after it are held again."""
+        held = self.held.pop(key)
+        for t, offset, topic, event in held:
+            self._apply(key, state, event, t, topic, offset, out, now)
+        self.stats["events_released"] += len(held)
 
     def idle(self, *, now: datetime, wall: float) -> Output:
         """Called now and then in processing time: after ``idle_timeout_s`` without events the
         watermark moves on without them, so the last windows and sessions of a quiet stream close."""
+        if self._restored is not None:
+            out = Output()
+            self._flush_restored(out, now)
+            out.extend(self.idle(now=now, wall=wall))
+            return out
         if self.max_time is None:
             # No event yet: there is no event time to advance, but the merger must not wait for
             # this partition. It says so once (and again after a restart).
@@ -238,10 +364,15 @@ class PartitionProcessor:
         if not self.transitions:
             return None
         steps, self.transitions = self.transitions, {}
+        start = self.checkpointed.get(self._transitions_topic, -1)
+        if self.held:
+            # A held event makes its step when it is released, also after a restart from a later
+            # checkpoint (held events are part of it): its offset must stay above ``from``.
+            start = min([start] + [offset - 1 for held in self.held.values() for _, offset, _, _ in held])
         # The offsets ride beside the counts, which keep their shape for a merger of an earlier version.
         return {"kind": "transitions", "p": self.partition, "w": self.config.window_sizes[0],
                 "counts": [[src, a, b, len(offsets)] for (src, a, b), offsets in steps.items()],
-                "offsets": list(steps.values()), "from": self.checkpointed.get(self._transitions_topic, -1)}
+                "offsets": list(steps.values()), "from": start}
 
     # --- closing -------------------------------------------------------------------------------
 
@@ -266,6 +397,9 @@ class PartitionProcessor:
             state[vs.SESSION] = None
             self.visitors[key] = state
             out.dirty.add(key)
+            if self.held and key in self.held:
+                self._release(key, state, out, now)  # opens the next session: nothing to forget
+                continue
             last = vs.latest_seen(state)
             heapq.heappush(self._forgetting, (last + self.config.dedup_horizon_s, key))
             self._next_due = min(self._next_due, last + self.config.dedup_horizon_s)
@@ -302,10 +436,8 @@ class PartitionProcessor:
 
     def _close_session(self, session: OpenSession, out: Output, now: datetime) -> None:
         out.sessions.append(session.to_record())
-        ends = session.end + self.config.session_timeout_s
-        for size in self.config.window_sizes:
-            self._window(size, ends, session.source).add_session_end(
-                session.page_views, session.converted, session.experiments)
+        self._count_session_end(session.end, session.source, session.page_views, session.converted,
+                                session.experiments)
         for rule in self.rules().of(r.SequenceRule):
             if rule.applies_to(session.source) and rule.first in session.event_names \
                     and rule.absent not in session.event_names:
@@ -314,6 +446,13 @@ class PartitionProcessor:
                     f"session {session.session_id} ({session.user_id or session.anonymous_id}): "
                     f"{rule.first!r} and no {rule.absent!r} by session end", now))
         self.stats["sessions_closed"] += 1
+
+    def _count_session_end(self, end: float, source: str, page_views: int, converted: bool,
+                           experiments: dict[str, str]) -> None:
+        """A session ends in the window holding its last event plus the timeout, when it is closed."""
+        ends = end + self.config.session_timeout_s
+        for size in self.config.window_sizes:
+            self._window(size, ends, source).add_session_end(page_views, converted, experiments)
 
     def _session_rules(self, session: OpenSession, now: datetime) -> list[Reaction]:
         fired = []

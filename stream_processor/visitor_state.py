@@ -9,7 +9,8 @@ costs 184 bytes against 80 for the list.
   offset it was read at (a record read again after a crash is told apart from an SDK's repeat
   delivery by it) and its session id. Most visitors have a single event, so one id is kept as a
   flat list ``[id, time, offset, session id]``; from the second on, a dict ``id -> [time, offset,
-  session id]`` (a one-entry dict and its entry cost 264 bytes against 88 for the flat list);
+  session id]`` (a one-entry dict and its entry cost 264 bytes against 88 for the flat list).
+  The session id is None while the event is held (see ``PartitionProcessor._apply``);
 - ``session``: the open session (:meth:`OpenSession.to_state`), or None.
 
 The states are also what the ``processor.visitors`` topic holds (as JSON), so states written by
@@ -51,6 +52,16 @@ def seen_entry(state: list, event_id: str) -> list | None:
     if isinstance(seen, dict):
         return seen.get(event_id)
     return seen[1:] if seen[0] == event_id else None
+
+
+def session_ids(state: list) -> set[str]:
+    """The session ids of the delivered ids (None for a held event)."""
+    seen = state[SEEN]
+    if seen is None:
+        return set()
+    if isinstance(seen, dict):
+        return {entry[2] for entry in seen.values()}
+    return {seen[3]}
 
 
 def latest_seen(state: list) -> float | None:

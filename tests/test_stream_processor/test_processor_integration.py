@@ -223,13 +223,14 @@ def test_sigkill_mid_stream_gives_the_same_sessions_and_metrics(settings_factory
 
 def test_stopped_between_sending_and_saving_sends_nothing_twice(settings_factory, read_topic, tmp_path):
     """The worker ends (as under SIGKILL) right after the broker acknowledged outputs and before the
-    state covering them was saved: first the partitions' processor, then the merger. The worker
-    that resumes finds those outputs and does not send them again."""
+    state covering them was saved: first the partitions' processor, then the same after the
+    visitors' states were saved and before the checkpoint, then the merger. The worker that resumes
+    finds those outputs and does not send them again."""
     settings = settings_for(settings_factory)
     stream = generate(seed=4, visitors=300)
     produce(settings, stream.events)
     log = tmp_path / "processor.log"
-    for point in ("outputs-sent:2", "merger-outputs-sent:1"):
+    for point in ("outputs-sent:2", "states-saved:2", "merger-outputs-sent:1"):
         process = start_processor(settings, log, processor_failpoint=point)
         assert process.wait(120) == 70, log.read_text()[-3000:]
     resume_and_check(settings, log, stream, read_topic)
@@ -238,6 +239,8 @@ def test_stopped_between_sending_and_saving_sends_nothing_twice(settings_factory
     assert any(found), "the restarted workers found nothing they had sent: the test tested nothing"
     merger = [int(n) for n in re.findall(r"merger: state loaded; (\d+) outputs", text)]
     assert any(merger), "the merger found no rows it had sent: the test tested nothing"
+    ends = [int(n) for n in re.findall(r"; (\d+) session ends and \d+ held events found", text)]
+    assert any(ends), "no state saved after a checkpoint closed a session: the test tested nothing"
 
 
 def test_two_workers_split_the_partitions_and_give_the_same_totals(settings_factory, read_topic, tmp_path,

@@ -1,12 +1,16 @@
+import copy
 import json
+import random
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from clickstream import metrics as m
 from clickstream.events import Event
-from stream_processor.partition import PartitionProcessor, ProcessingConfig
+from stream_processor.partition import Output, PartitionProcessor, ProcessingConfig
 from stream_processor.rules import RuleSet
 from stream_processor.sessions import OpenSession, session_end, session_id_for
+from stream_processor.windows import counter_key
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc)
 NOW = datetime(2026, 11, 28, tzinfo=timezone.utc)
@@ -161,3 +165,174 @@ def test_a_session_is_kept_as_a_tuple_and_read_back_from_any_form():
     assert OpenSession.from_state(bare.to_state()).fired == []
     earlier = dict(vars(session))  # what checkpoints written before held
     assert OpenSession.from_state(earlier) == session and session_end(earlier) == 70.0
+
+
+def test_an_event_in_the_gap_arriving_after_the_next_one_bridges_the_two():
+    # e3 comes a timeout after e1, before the watermark closed e1's session; e2, in the gap and
+    # within the lateness, arrives last and joins all three (before, e3 started a session of its own).
+    ids, [s] = run([ev(1, 0, path="/a"), ev(3, 30.5, path="/c"), ev(2, 29.7, path="/b")])
+    assert len(ids) == 3 and set(ids) == {session_id_for("a1", "e1")}
+    assert (s.event_count, s.entry_path, s.exit_path, s.duration_s) == (3, "/a", "/c", 30.5 * 60)
+
+
+def test_a_held_event_starts_the_next_session_when_the_open_one_closes():
+    proc = PartitionProcessor(0, CONFIG, {}, lambda: RuleSet())
+    proc.process(ev(1, 0), "raw", 0, now=NOW, wall=0)
+    out = proc.process(ev(2, 30.5), "raw", 1, now=NOW, wall=0)
+    assert out.events == [] and out.sessions == [] and proc.stats["events_held"] == 1
+    assert proc.process(ev(3, 30.6, anon="other"), "raw", 2, now=NOW, wall=0).sessions == []
+    # The watermark passes e1 + timeout: e1's session closes, and e2 starts the next one.
+    out = proc.process(ev(4, 31.1, anon="other"), "raw", 3, now=NOW, wall=0)
+    assert [s.session_id for s in out.sessions] == [session_id_for("a1", "e1")]
+    assert [(e.event_id, e.session_id) for _, e in out.events] == [("e2", session_id_for("a1", "e2")),
+                                                                   ("e4", session_id_for("other", "e3"))]
+    assert proc.held == {}
+    # A repeated delivery of a held event is a duplicate like any other.
+    assert proc.process(ev(2, 30.5), "raw", 4, now=NOW, wall=0).events == []
+
+
+def _in_order_and_shuffled(seed, config):
+    """A stream of a few visitors with gaps around the timeout, and the same stream delivered out of
+    order, each event at most the lateness behind the newest before it (so none is late)."""
+    rng = random.Random(seed)
+    timeout, lateness = config.session_timeout_s, config.lateness_s
+    events, n = [], 0
+    for visitor in "abcdef":
+        t = rng.uniform(0, 300)
+        for _ in range(rng.randrange(5, 40)):
+            # Short steps and gaps near the timeout: reordered, they make the cases that need holding.
+            t += rng.choice([rng.uniform(0, lateness), rng.uniform(timeout - lateness, timeout),
+                             rng.uniform(timeout, timeout + lateness), timeout, rng.uniform(timeout, 3 * timeout)])
+            events.append(ev(n, t / 60, anon=visitor, path=f"/{rng.randrange(4)}"))
+            n += 1
+    events.sort(key=lambda e: e.timestamp)
+    arrival = sorted(events, key=lambda e: e.timestamp.timestamp() + rng.uniform(0, lateness * 0.999))
+    return events, arrival
+
+
+def _sessions_by_events(events, config):
+    """Each session as (its events' ids, what its record says apart from its id), and the forwarded
+    ids' session ids; the window counts of events and page views."""
+    proc = PartitionProcessor(0, config, {}, lambda: RuleSet())
+    forwarded, sessions, partials = {}, [], []
+    for offset, event in enumerate(events):
+        out = proc.process(event, "raw", offset, now=NOW, wall=0)
+        forwarded.update({e.event_id: e.session_id for _, e in out.events})
+        sessions += out.sessions
+        partials += out.partials
+    out = proc.advance(1e12, now=NOW)
+    forwarded.update({e.event_id: e.session_id for _, e in out.events})
+    sessions += out.sessions
+    partials += out.partials
+    members = {}
+    for event_id, session_id in forwarded.items():
+        members.setdefault(session_id, set()).add(event_id)
+    described = sorted((tuple(sorted(members[s.session_id])),
+                        s.model_dump_json(exclude={"session_id"})) for s in sessions)
+    # Which event opened a session, and so which window counts it as started, depends on arrival.
+    windows = sorted((p["s"], p["counts"].get(counter_key(m.EVENTS)), p["counts"].get(counter_key(m.PAGE_VIEWS, m.dimension(path="/1"))))
+                     for p in partials if p["kind"] == "window")
+    return described, windows, len(forwarded), proc
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_sessions_do_not_depend_on_the_order_events_arrive_in_within_the_lateness(seed):
+    config = ProcessingConfig(session_timeout_s=120, lateness_s=30, window_sizes=(60,))
+    in_order, shuffled = _in_order_and_shuffled(seed, config)
+    expected, expected_windows, n, _ = _sessions_by_events(in_order, config)
+    got, windows, forwarded, proc = _sessions_by_events(shuffled, config)
+    assert forwarded == n == len(in_order)
+    assert got == expected
+    assert proc.stats["late_events_60s"] == 0
+    assert windows == expected_windows
+
+
+@pytest.mark.parametrize("states_saved", ["none", "half", "all"])
+@pytest.mark.parametrize("crash_at", [2, 5, 9])
+def test_held_events_survive_a_crash_between_saving_the_states_and_the_checkpoint(states_saved, crash_at):
+    """As the worker checkpoints: the batch's outputs go out, then the changed visitors' states are
+    saved, then the checkpoint. A crash after the outputs, with none, some or all of the states saved,
+    replays the batch from the previous checkpoint: what is forwarded, the sessions, every window's
+    counts and the next-page counts come out as without the crash."""
+    from stream_processor.merge import WindowMerger
+    config = ProcessingConfig(session_timeout_s=120, lateness_s=30, window_sizes=(60,))
+    _, arrival = _in_order_and_shuffled(5, config)
+    rules = lambda: RuleSet()  # noqa: E731
+
+    def drive(crash_at=None):
+        visitors = {}
+        proc = PartitionProcessor(0, config, visitors, rules)
+        merger = WindowMerger(1, (60,), rules)
+        forwarded, sessions, windows = {}, {}, {}
+
+        def send(out):  # what reaches the topics; a record sent again must be the same
+            for _, e in out.events:
+                assert forwarded.setdefault(e.event_id, e.session_id) == e.session_id
+            for s in out.sessions:
+                assert sessions.setdefault(s.session_id, s) == s
+            for p in out.partials:
+                if p["kind"] == "window":
+                    windows[(p["s"], p["source"])] = p["counts"]
+
+        saved = (copy.deepcopy(proc.checkpoint()), {}, -1)  # (checkpoint, visitors' states, its offset)
+        checkpoints, offset, batch = 0, 0, Output()
+        while offset < len(arrival):
+            proc.process(arrival[offset], "raw", offset, now=NOW, wall=0, out=batch)
+            if offset % 7 == 6:
+                steps = proc.take_transitions()
+                if steps:
+                    merger.add(copy.deepcopy(steps), NOW)
+                send(batch)
+                state = copy.deepcopy(proc.checkpoint())
+                checkpoints += 1
+                if checkpoints == crash_at:
+                    written = {k: v for k, v in visitors.items() if k in batch.dirty and (
+                        states_saved == "all" or (states_saved == "half" and k in "ace"))}
+                    gone = {k for k in batch.dirty if k not in visitors and states_saved == "all"}
+                    kept = {k: v for k, v in {**saved[1], **written}.items() if k not in gone}
+                    visitors = copy.deepcopy(kept)
+                    proc = PartitionProcessor(0, config, visitors, rules)
+                    # The sessions sent after the checkpoint, as the restarted worker reads them back.
+                    proc.restore(copy.deepcopy(saved[0]), closed_since=batch.sessions)
+                    offset, crash_at, batch = saved[2] + 1, None, Output()
+                    continue
+                saved, batch = (state, copy.deepcopy(visitors), offset), Output()
+            offset += 1
+        batch.extend(proc.advance(1e12, now=NOW))
+        send(batch)
+        steps = proc.take_transitions()
+        if steps:
+            merger.add(steps, NOW)
+        return forwarded, sessions, windows, merger.transitions, proc
+
+    clean = drive()
+    crashed = drive(crash_at=crash_at)
+    assert clean[4].stats["events_held"] > 0
+    assert len(clean[0]) == len(arrival)
+    assert crashed[:4] == clean[:4]
+
+
+def test_a_step_made_by_an_event_held_across_checkpoints_is_counted():
+    """A held event makes its next-page step when it is released, after checkpoints past its offset
+    were taken: the merger must still count it (its offset stays above the messages' ``from``)."""
+    from stream_processor.merge import WindowMerger
+    config = ProcessingConfig(session_timeout_s=120, lateness_s=30, window_sizes=(60,))
+    proc = PartitionProcessor(0, config, {}, lambda: RuleSet())
+    merger = WindowMerger(1, (60,), lambda: RuleSet())
+
+    def checkpoint():
+        steps = proc.take_transitions()
+        if steps:
+            merger.add(steps, NOW)
+        proc.checkpoint()
+
+    at = T0.timestamp()
+    stream = [ev(1, 0, path="/a"), ev(2, 121 / 60, path="/c"),  # e2 is held: 121 s after e1
+              ev(3, 121.5 / 60, anon="x", path="/x"), ev(4, 122 / 60, anon="x", path="/y"),
+              ev(5, 122.5 / 60, anon="x", path="/x"), ev(6, 100 / 60, path="/b")]  # e6 bridges the gap
+    for offset, event in enumerate(stream):
+        proc.process(event, "raw", offset, now=NOW, wall=0)
+        checkpoint()
+    assert proc.stats["events_held"] == 1 and proc.held == {}
+    assert proc.watermark == at + 122.5 - 30
+    assert merger.transitions == {"web|/a": {"/b": 1}, "web|/b": {"/c": 1}, "web|/x": {"/y": 1}, "web|/y": {"/x": 1}}
