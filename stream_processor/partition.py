@@ -91,6 +91,7 @@ class PartitionProcessor:
         self.held: dict[str, list[tuple[float, int, str, Event]]] = {}
         # What a restore found released after its checkpoint: sent with the next call's output.
         self._restored: Output | None = None
+        self._held_due: list[tuple[float, str]] = []  # (held event's time + timeout, visitor key)
         self._closing: list[tuple[float, str]] = []  # (session end + timeout, visitor key), lazily pruned
         self._forgetting: list[tuple[float, str]] = []  # (last event + dedup horizon, visitor key)
         self._next_due = float("-inf")
@@ -109,8 +110,8 @@ class PartitionProcessor:
             "offsets": dict(self.offsets),
         }
         if self.held:
-            state["held"] = {key: [[t, offset, topic, event.model_dump(mode="json")] for t, offset, topic, event in held]
-                             for key, held in self.held.items()}
+            state["held"] = {key: [[t, offset, topic, event.model_dump(mode="json")]
+                                   for t, offset, topic, event in held] for key, held in self.held.items()}
         return state
 
     def restore(self, state: dict | None, closed_since: Iterable[SessionRecord] = ()) -> None:
@@ -176,7 +177,7 @@ class PartitionProcessor:
         with no open session to wait for (not expected: a session's close releases them)."""
         restored, self._restored = self._restored, None
         out.extend(restored)
-        for key in [k for k, state in ((k, self.visitors.get(k)) for k in self.held) if not (state and state[vs.SESSION])]:
+        for key in [k for k in self.held if not (self.visitors.get(k) or vs.new(self.partition))[vs.SESSION]]:
             self._release(key, self.visitors.get(key) or vs.new(self.partition), out, now)
 
     def _rebuild_closing(self) -> None:
@@ -194,6 +195,8 @@ class PartitionProcessor:
             if v[vs.PARTITION] == self.partition and not v[vs.SESSION] and v[vs.SEEN]
         ]
         heapq.heapify(self._forgetting)
+        self._held_due = [(t + timeout, k) for k, held in self.held.items() for t, _, _, _ in held]
+        heapq.heapify(self._held_due)
         self._update_next_due()
 
     # --- input ---------------------------------------------------------------------------------
@@ -239,7 +242,7 @@ class PartitionProcessor:
         return out
 
     def _apply(self, key: str, state: list, event: Event, t: float, topic: str, offset: int, out: Output,
-               now: datetime) -> None:
+               now: datetime, *, settle: bool = True) -> None:
         """Sessionize a new event of the visitor whose state is ``state``, count it and forward it,
         or hold it.
 
@@ -252,66 +255,114 @@ class PartitionProcessor:
         lateness. A held event waits at most the lateness in event time (it is at least a timeout
         after the session's end, and the session closes when the watermark passes that point), and
         only an event whose gap lies between the timeout and the timeout plus the lateness is held.
+
+        An event a timeout or more *before* the open session is held too while an event yet to come
+        could still join it (the watermark is less than a timeout past it): with a lateness longer
+        than the timeout such events need not be late. They are released as sessions of their own
+        (see :meth:`_release_before`). With the default settings (a lateness under the timeout) only
+        a late event comes this early, and it makes a session of its own at once (unless it is
+        within a timeout of held events: then it joins them).
+
+        ``settle=False`` leaves that decision to the caller, which applies more held events first.
         """
         session = OpenSession.from_state(state[vs.SESSION]) if state[vs.SESSION] else None
         timeout = self.config.session_timeout_s
-        opened = False
-        standalone = None
-        if session is not None and belongs_to(session, t, timeout):
-            pass
-        elif session is not None and t < session.start:
-            # Earlier than the open session by more than the timeout: its own session, already over.
-            # With a lateness under the timeout only a late event can be this early.
-            standalone = open_session(event, t)
-        elif session is not None:
+        if session is None:
+            session = open_session(event, t)
+            self._add(key, state, session, event, t, topic, offset, out, opened=True)
+        elif belongs_to(session, t, timeout):
+            self._add(key, state, session, event, t, topic, offset, out, opened=False)
+        else:
             self._hold(key, event, t, topic, offset)
             vs.remember(state, event.event_id, t, offset, None, self.config.dedup_horizon_s)
             self.visitors[key] = state
             out.dirty.add(key)
+            if settle and t < session.start and self.watermark is not None and self.watermark >= t + timeout:
+                # Nothing yet to come can join it: a session of its own at once, with any held
+                # events it is within a timeout of.
+                self._release_before(key, out, now)
             return
-        else:
-            session = open_session(event, t)
-            opened = True
-        target = standalone or session
+        out.reactions += self._session_rules(session, now)
+        state[vs.SESSION] = session.to_state()
+        heapq.heappush(self._closing, (session.end + timeout, key))
+        self._next_due = min(self._next_due, session.end + timeout)
+        if self.held and key in self.held:
+            # The session grew: held events it now reaches join it, in the order they arrived (as
+            # events that were not held do), each extending it for the next.
+            held = self.held.pop(key)
+            while held:
+                grown = OpenSession.from_state(state[vs.SESSION])
+                joining = next((h for h in held if belongs_to(grown, h[0], timeout)), None)
+                if joining is None:
+                    break
+                held.remove(joining)
+                self.stats["events_released"] += 1
+                t_held, offset_held, topic_held, held_event = joining
+                self._apply(key, state, held_event, t_held, topic_held, offset_held, out, now)
+            if held:
+                self.held[key] = held
+
+    def _add(self, key: str, state: list, target: OpenSession, event: Event, t: float, topic: str, offset: int,
+             out: Output, *, opened: bool) -> None:
+        """Add an event to the session ``target``, count it in its windows and forward it."""
         if event.is_page_view and event.path is not None and target.exit_path is not None \
                 and t >= target.exit_time and target.exit_path != event.path:
             # A step from the session's latest page to this one (in time order; late arrivals skipped).
             self.transitions.setdefault((event.source, target.exit_path, event.path), []).append(offset)
             self._transitions_topic = topic
         add_event(target, event, t, self.config.conversion_event)
-        self._count_in_windows(event, t, target.session_id, opened=opened or standalone is not None)
-        if standalone is not None:
-            self._close_session(standalone, out, now)
-        else:
-            out.reactions += self._session_rules(session, now)
-            state[vs.SESSION] = session.to_state()
-            heapq.heappush(self._closing, (session.end + timeout, key))
-            self._next_due = min(self._next_due, session.end + timeout)
+        self._count_in_windows(event, t, target.session_id, opened=opened)
         vs.remember(state, event.event_id, t, offset, target.session_id, self.config.dedup_horizon_s)
         self.visitors[key] = state
         out.dirty.add(key)
         out.events.append((key, event.model_copy(update={"session_id": target.session_id})))
-        if standalone is None and self.held and key in self.held:
-            # The session grew: held events it now reaches join it, in the order they arrived (as
-            # events that were not held do), each extending it for the next.
-            held = self.held.pop(key)
-            joining = True
-            while joining:
-                reach = session_end(state[vs.SESSION]) + timeout
-                joining = next((h for h in held if h[0] < reach), None)
-                if joining is not None:
-                    held.remove(joining)
-                    t_held, offset_held, topic_held, held_event = joining
-                    self._apply(key, state, held_event, t_held, topic_held, offset_held, out, now)
-            if held:
-                self.held[key] = held
 
     def _hold(self, key: str, event: Event, t: float, topic: str, offset: int) -> None:
+        """Put an event on hold. The stats count holds and releases (an event released when a
+        session closes may be held again), so that their difference is the events held now."""
         held = self.held.setdefault(key, [])
         if not any(h[1] == offset and h[2] == topic for h in held):
             held.append((t, offset, topic, event))
             self.stats["events_held"] += 1
+        # Checked when the watermark is a timeout past it (see _release_before).
+        heapq.heappush(self._held_due, (t + self.config.session_timeout_s, key))
+        self._next_due = min(self._next_due, t + self.config.session_timeout_s)
         self.changed = True
+
+    def _release_before(self, key: str, out: Output, now: datetime) -> None:
+        """Held events earlier than the visitor's open session (or all, without one), grouped into
+        sessions as their times fall (a gap of the timeout or more parts two), that nothing yet to
+        come can join any more (the watermark is a timeout past their last): each becomes a session
+        of its own, closed at once, whose id follows from the first of its events to arrive."""
+        held = self.held.get(key)
+        state = self.visitors.get(key)
+        if not held or not state:
+            return
+        timeout, watermark = self.config.session_timeout_s, self.watermark
+        start = OpenSession.from_state(state[vs.SESSION]).start if state[vs.SESSION] else float("inf")
+        groups: list[list] = []
+        for h in sorted((h for h in held if h[0] < start), key=lambda h: h[0]):
+            if groups and h[0] - groups[-1][-1][0] < timeout:
+                groups[-1].append(h)
+            else:
+                groups.append([h])
+        for group in groups:
+            if group[-1][0] + timeout > watermark:
+                continue
+            arrived = sorted(group, key=lambda h: h[1])
+            t, offset, topic, event = arrived[0]
+            session = open_session(event, t)
+            for i, (t, offset, topic, event) in enumerate(arrived):
+                self._add(key, state, session, event, t, topic, offset, out, opened=i == 0)
+                held.remove((t, offset, topic, event))
+            self._close_session(session, out, now)
+            self.stats["events_released"] += len(group)
+        if not held:
+            del self.held[key]
+            if not state[vs.SESSION]:
+                # Nothing open any more: forgotten a dedup horizon after its last event.
+                last = vs.latest_seen(state)
+                heapq.heappush(self._forgetting, (last + self.config.dedup_horizon_s, key))
 
     def _release(self, key: str, state: list, out: Output, now: datetime) -> None:
         """The visitor's session closed: its held events, in the order they arrived, start the next
@@ -319,8 +370,12 @@ class PartitionProcessor:
         those a timeout or more after it are held again."""
         held = self.held.pop(key)
         for t, offset, topic, event in held:
-            self._apply(key, state, event, t, topic, offset, out, now)
+            self._apply(key, state, event, t, topic, offset, out, now, settle=False)
         self.stats["events_released"] += len(held)
+        if key in self.held:
+            # Held again, before the new session: those that nothing can join any more are released
+            # now that every held event had its chance to join them.
+            self._release_before(key, out, now)
 
     def idle(self, *, now: datetime, wall: float) -> Output:
         """Called now and then in processing time: after ``idle_timeout_s`` without events the
@@ -388,6 +443,12 @@ class PartitionProcessor:
         if watermark < self._next_due:
             return out  # nothing closes before then: the common case, one event at a time
         timeout = self.config.session_timeout_s
+        # Held events before a session that nothing can join any more: sessions of their own. (Those
+        # before a session closing now are among them: they are a timeout or more before its start.)
+        while self._held_due and self._held_due[0][0] <= watermark:
+            _, key = heapq.heappop(self._held_due)
+            if self.held and key in self.held:
+                self._release_before(key, out, now)
         while self._closing and self._closing[0][0] <= watermark:
             close_at, key = heapq.heappop(self._closing)
             state = self.visitors.get(key)
@@ -408,11 +469,14 @@ class PartitionProcessor:
         while self._forgetting and self._forgetting[0][0] <= watermark:
             _, key = heapq.heappop(self._forgetting)
             state = self.visitors.get(key)
-            if state and not state[vs.SESSION] and vs.latest_seen(state) + self.config.dedup_horizon_s <= watermark:
+            if state and not state[vs.SESSION] and vs.latest_seen(state) + self.config.dedup_horizon_s <= watermark \
+                    and key not in self.held:
                 del self.visitors[key]
                 out.dirty.add(key)
+        # A window stays open while a held event in it waits: released, it is counted there.
+        limit = min([watermark] + [h[0] for held in self.held.values() for h in held]) if self.held else watermark
         for size in self.config.window_sizes:
-            through = closes_through(watermark, size)
+            through = closes_through(limit, size)
             if through <= self.closed_through.get(size, -1):
                 continue
             self.closed_through[size] = through
@@ -432,6 +496,8 @@ class PartitionProcessor:
             due.append(self._closing[0][0])
         if self._forgetting:
             due.append(self._forgetting[0][0])
+        if self._held_due:
+            due.append(self._held_due[0][0])
         self._next_due = min(due)
 
     def _close_session(self, session: OpenSession, out: Output, now: datetime) -> None:

@@ -230,14 +230,19 @@ def _sessions_by_events(events, config):
     described = sorted((tuple(sorted(members[s.session_id])),
                         s.model_dump_json(exclude={"session_id"})) for s in sessions)
     # Which event opened a session, and so which window counts it as started, depends on arrival.
-    windows = sorted((p["s"], p["counts"].get(counter_key(m.EVENTS)), p["counts"].get(counter_key(m.PAGE_VIEWS, m.dimension(path="/1"))))
+    some_page = counter_key(m.PAGE_VIEWS, m.dimension(path="/1"))
+    windows = sorted((p["s"], p["counts"].get(counter_key(m.EVENTS)), p["counts"].get(some_page))
                      for p in partials if p["kind"] == "window")
     return described, windows, len(forwarded), proc
 
 
+@pytest.mark.parametrize("timeout,lateness", [(120, 30), (30, 60)])
 @pytest.mark.parametrize("seed", range(40))
-def test_sessions_do_not_depend_on_the_order_events_arrive_in_within_the_lateness(seed):
-    config = ProcessingConfig(session_timeout_s=120, lateness_s=30, window_sizes=(60,))
+def test_sessions_do_not_depend_on_the_order_events_arrive_in_within_the_lateness(seed, timeout, lateness):
+    """With a lateness longer than the timeout, events a timeout or more before the open session
+    need not be late either: they are held until nothing can join them, or they join others held,
+    or a bridge joins them to the session."""
+    config = ProcessingConfig(session_timeout_s=timeout, lateness_s=lateness, window_sizes=(60,))
     in_order, shuffled = _in_order_and_shuffled(seed, config)
     expected, expected_windows, n, _ = _sessions_by_events(in_order, config)
     got, windows, forwarded, proc = _sessions_by_events(shuffled, config)
@@ -245,17 +250,20 @@ def test_sessions_do_not_depend_on_the_order_events_arrive_in_within_the_latenes
     assert got == expected
     assert proc.stats["late_events_60s"] == 0
     assert windows == expected_windows
+    assert proc.held == {} and proc.stats["events_held"] == proc.stats["events_released"]
 
 
+@pytest.mark.parametrize("timeout,lateness", [(120, 30), (30, 60)])
 @pytest.mark.parametrize("states_saved", ["none", "half", "all"])
 @pytest.mark.parametrize("crash_at", [2, 5, 9])
-def test_held_events_survive_a_crash_between_saving_the_states_and_the_checkpoint(states_saved, crash_at):
+def test_held_events_survive_a_crash_between_saving_the_states_and_the_checkpoint(states_saved, crash_at, timeout,
+                                                                                  lateness):
     """As the worker checkpoints: the batch's outputs go out, then the changed visitors' states are
     saved, then the checkpoint. A crash after the outputs, with none, some or all of the states saved,
     replays the batch from the previous checkpoint: what is forwarded, the sessions, every window's
     counts and the next-page counts come out as without the crash."""
     from stream_processor.merge import WindowMerger
-    config = ProcessingConfig(session_timeout_s=120, lateness_s=30, window_sizes=(60,))
+    config = ProcessingConfig(session_timeout_s=timeout, lateness_s=lateness, window_sizes=(60,))
     _, arrival = _in_order_and_shuffled(5, config)
     rules = lambda: RuleSet()  # noqa: E731
 
@@ -336,3 +344,12 @@ def test_a_step_made_by_an_event_held_across_checkpoints_is_counted():
     assert proc.stats["events_held"] == 1 and proc.held == {}
     assert proc.watermark == at + 122.5 - 30
     assert merger.transitions == {"web|/a": {"/b": 1}, "web|/b": {"/c": 1}, "web|/x": {"/y": 1}, "web|/y": {"/x": 1}}
+
+
+def test_a_late_event_long_before_the_open_session_is_a_session_of_its_own_at_once():
+    proc = PartitionProcessor(0, CONFIG, {}, lambda: RuleSet())
+    proc.process(ev(1, 60), "raw", 0, now=NOW, wall=0)
+    out = proc.process(ev(2, 10), "raw", 1, now=NOW, wall=0)  # the watermark is at 59 min
+    assert [(e.event_id, e.session_id) for _, e in out.events] == [("e2", session_id_for("a1", "e2"))]
+    assert [s.session_id for s in out.sessions] == [session_id_for("a1", "e2")]
+    assert proc.held == {} and proc.stats["late_events_60s"] == 1
