@@ -250,13 +250,18 @@ def test_every_component_killed_in_turn_loses_and_duplicates_nothing(tmp_path, r
         assert per_session == {r["session_id"]: r["event_count"] for r in sessions}
         events = lake(settings, "select epoch_ms(timestamp) as t, type from events")
 
-        # Metrics: events and page views per window as counted from the lake's events, each row once.
+        # Metrics: events and page views per window as counted from the lake's events, and sessions
+        # ended as counted from its sessions, each row once.
         windows = defaultdict(Counter)
         for e in events:
             start = e["t"] // 1000 // WINDOW_S * WINDOW_S
             windows["events"][start] += 1
             windows["page_views"][start] += e["type"] == "page"
-        last = max(windows["events"])
+        # A session ends in the window holding its last event plus the timeout.
+        window_us, timeout_us = WINDOW_S * 1_000_000, SESSION_TIMEOUT_S * 1_000_000
+        for r in lake(settings, "select epoch_us(session_end) as e from sessions"):
+            windows["sessions_ended"][(r["e"] + timeout_us) // window_us * WINDOW_S] += 1
+        last = max(max(windows["events"]), max(windows["sessions_ended"]))
 
         def final():
             got = lake(settings, f"select metric, epoch(window_start)::bigint as w, source, value from metrics"
@@ -265,7 +270,7 @@ def test_every_component_killed_in_turn_loses_and_duplicates_nothing(tmp_path, r
 
         rows = wait_until(final, 120, "the metrics of the last window", 2)
         assert [k for k, n in Counter((r["metric"], r["w"], r["source"]) for r in rows).items() if n > 1] == []
-        for metric in ("events", "page_views"):
+        for metric in ("events", "page_views", "sessions_ended"):
             got = {r["w"]: r["value"] for r in rows if r["metric"] == metric and r["value"]}
             assert got == {w: float(n) for w, n in windows[metric].items() if n}, metric
         assert sum(r["value"] for r in rows if r["metric"] == "late_events") == 0
