@@ -155,8 +155,8 @@ class PartitionProcessor:
         """The checkpoint's held events, against the visitors' states, which may be newer: a worker
         saves the states before the checkpoint, so a crash between the two leaves states that already
         released some of these events. Such an event is not released again (its visitor's session has
-        moved on); it is counted in its window (the checkpoint's windows predate it) and forwarded
-        again (``emitted.py`` drops the copy if the first one was sent) with the session it got."""
+        moved on): the checkpoint's windows predate it, so it is counted and forwarded again with the
+        session it got (:meth:`_redo`)."""
         self.held = {}
         restored = Output()
         for key, entries in saved.items():
@@ -165,8 +165,7 @@ class PartitionProcessor:
                 event = Event.model_validate(data)
                 seen = vs.seen_entry(state, event.event_id) if state else None
                 if seen is not None and seen[2] is not None:
-                    self._count_in_windows(event, t, seen[2], opened=seen[2] == session_id_for(key, event.event_id))
-                    restored.events.append((key, event.model_copy(update={"session_id": seen[2]})))
+                    self._redo(key, event, t, seen[2], restored)
                     self.stats["held_released_restored"] += 1
                 else:
                     self.held.setdefault(key, []).append((t, offset, topic, event))
@@ -177,8 +176,10 @@ class PartitionProcessor:
         with no open session to wait for (not expected: a session's close releases them)."""
         restored, self._restored = self._restored, None
         out.extend(restored)
-        for key in [k for k in self.held if not (self.visitors.get(k) or vs.new(self.partition))[vs.SESSION]]:
-            self._release(key, self.visitors.get(key) or vs.new(self.partition), out, now)
+        for key in list(self.held):
+            state = self.visitors.get(key)
+            if not (state and state[vs.SESSION]):
+                self._release(key, state or vs.new(self.partition), out, now)
 
     def _rebuild_closing(self) -> None:
         timeout = self.config.session_timeout_s
@@ -233,13 +234,18 @@ class PartitionProcessor:
             if seen[2] is None:  # it was held (see _apply), and still is
                 self._hold(key, event, t, topic, offset)
                 return out
-            opened = seen[2] == session_id_for(key, event.event_id)  # session ids follow from their first event
-            self._count_in_windows(event, t, seen[2], opened=opened)
-            out.events.append((key, event.model_copy(update={"session_id": seen[2]})))
+            self._redo(key, event, t, seen[2], out)
             return out
         self._apply(key, state, event, t, topic, offset, out, now)
         self.stats["events"] += 1
         return out
+
+    def _redo(self, key: str, event: Event, t: float, session_id: str, out: Output) -> None:
+        """An event the visitor's state already put in ``session_id`` (a state saved after the
+        checkpoint): counted in its windows and forwarded again; ``emitted.py`` drops the copy if
+        the first one was sent. It opened its session if the id follows from it."""
+        self._count_in_windows(event, t, session_id, opened=session_id == session_id_for(key, event.event_id))
+        out.events.append((key, event.model_copy(update={"session_id": session_id})))
 
     def _apply(self, key: str, state: list, event: Event, t: float, topic: str, offset: int, out: Output,
                now: datetime, *, settle: bool = True) -> None:
@@ -360,9 +366,7 @@ class PartitionProcessor:
         if not held:
             del self.held[key]
             if not state[vs.SESSION]:
-                # Nothing open any more: forgotten a dedup horizon after its last event.
-                last = vs.latest_seen(state)
-                heapq.heappush(self._forgetting, (last + self.config.dedup_horizon_s, key))
+                self._forget_later(key, state)  # nothing open any more
 
     def _release(self, key: str, state: list, out: Output, now: datetime) -> None:
         """The visitor's session closed: its held events, in the order they arrived, start the next
@@ -461,9 +465,7 @@ class PartitionProcessor:
             if self.held and key in self.held:
                 self._release(key, state, out, now)  # opens the next session: nothing to forget
                 continue
-            last = vs.latest_seen(state)
-            heapq.heappush(self._forgetting, (last + self.config.dedup_horizon_s, key))
-            self._next_due = min(self._next_due, last + self.config.dedup_horizon_s)
+            self._forget_later(key, state)
         # A visitor with no open session and nothing seen within the dedup horizon is forgotten,
         # so state stays bounded by the visitors of the last horizon.
         while self._forgetting and self._forgetting[0][0] <= watermark:
@@ -487,6 +489,12 @@ class PartitionProcessor:
             out.partials.append({"kind": "progress", "p": self.partition, "w": size, "through": through})
         self._update_next_due()
         return out
+
+    def _forget_later(self, key: str, state: list) -> None:
+        """A visitor with no open session is forgotten a dedup horizon after its last event."""
+        due = vs.latest_seen(state) + self.config.dedup_horizon_s
+        heapq.heappush(self._forgetting, (due, key))
+        self._next_due = min(self._next_due, due)
 
     def _update_next_due(self) -> None:
         """The earliest watermark at which something closes: a window, a session, a forgotten visitor."""
