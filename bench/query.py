@@ -3,10 +3,12 @@
 One lake of ``--events`` generated events (default 10 million, about 200,000 active visitors
 over 30 days) is written twice: to a bucket of a SeaweedFS server started here on free loopback ports
 (the local stack's S3 server), and to a local directory. Both hold the same Parquet objects,
-named as the sink names them (``clickstream.lake.object_key``: one object per day, hour and Kafka
-partition, offsets counted per partition, as ``clickstream compact`` leaves a closed hour) and
-written with the sink's schema (``clickstream.lake.EVENTS_SCHEMA``) and options (zstd, one row
-group per object).
+laid out as ``clickstream compact`` leaves closed hours: one object per day and hour holding the
+rows of every Kafka partition, offsets counted per partition and named by
+``clickstream.lake.ranges_object_key``, written with the sink's schema
+(``clickstream.lake.EVENTS_SCHEMA``) and compaction's options (``sink.compaction.to_parquet_table``:
+zstd, one row group per object). ``--layout partition`` writes one object per hour and partition
+instead, as compaction left them before it merged across partitions.
 
 Every analysis of ``query/analyses.py`` then runs through ``query.engine.connect`` over the full 30
 days, once with S3 settings (``s3_endpoint``, bucket) and once with ``lake_dir``:
@@ -84,7 +86,7 @@ import pyarrow as pa  # noqa: E402
 import pyarrow.compute as pc  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
-from clickstream.lake import EVENTS, EVENTS_SCHEMA, object_key  # noqa: E402
+from clickstream.lake import EVENTS, EVENTS_SCHEMA, partition_prefix, ranges_object_key  # noqa: E402
 from clickstream.settings import Settings  # noqa: E402
 from clickstream.stack.components import stack_components  # noqa: E402
 from clickstream.stack.probes import free_port_pair  # noqa: E402
@@ -93,6 +95,7 @@ from clickstream.stack.supervisor import StackError, Supervisor, tail  # noqa: E
 from query import analyses  # noqa: E402
 from query.analyses import Range, Step  # noqa: E402
 from query.engine import _quote, connect, httpfs_extension_path, refresh_views  # noqa: E402
+from sink.compaction import to_parquet_table  # noqa: E402
 from sink.destination import LakeDestination  # noqa: E402
 
 T0 = datetime(2026, 10, 28, tzinfo=timezone.utc)
@@ -433,7 +436,7 @@ class Lake:
     keys: list[str] = field(default_factory=list)
 
 
-def generate(n: int, visitors: int, seed: int, local: LakeDestination) -> Lake:
+def generate(n: int, visitors: int, seed: int, local: LakeDestination, layout: str = "hour") -> Lake:
     """Write the lake to ``local``: one object per day, hour and partition (visitor hash)."""
     start = time.perf_counter()
     sk = skeleton(n, visitors, seed)
@@ -452,6 +455,7 @@ def generate(n: int, visitors: int, seed: int, local: LakeDestination) -> Lake:
         order = np.argsort(group, kind="stable")  # time order within each group
         counts = np.bincount(group, minlength=24 * PARTITIONS)
         seen = 0
+        objects: dict[tuple, tuple[list, list]] = {}  # what goes into each object: ranges, row indices
         for g, count in enumerate(counts):
             if not count:
                 continue
@@ -460,12 +464,16 @@ def generate(n: int, visitors: int, seed: int, local: LakeDestination) -> Lake:
             h, p = divmod(g, PARTITIONS)
             first = offsets[p]
             offsets[p] += int(count)
-            key = object_key(EVENTS, T0 + timedelta(days=day, hours=h), p, first, first + int(count) - 1)
-            out = io.BytesIO()
-            pq.write_table(table.take(pa.array(rows)), out, compression="zstd")
-            local.put(key, out.getvalue())
+            ranges, indices = objects.setdefault((h,) if layout == "hour" else (h, p), ([], []))
+            ranges.append((p, first, first + int(count) - 1))
+            indices.append(rows)
+        for (h, *_), (ranges, indices) in objects.items():
+            prefix = partition_prefix(EVENTS, T0 + timedelta(days=day, hours=h))
+            key = ranges_object_key(prefix, EVENTS, ranges)
+            data = to_parquet_table(table.take(pa.array(np.concatenate(indices))))
+            local.put(key, data)
             keys.append(key)
-            size += out.tell()
+            size += len(data)
         print(f"\r  day {day + 1}/{DAYS}: {hi:,} events, {len(keys)} objects, {size / 1e6:,.0f} MB", end="",
               flush=True)
     print()
@@ -730,6 +738,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="measured runs per analysis and lake after a warm-up")
     parser.add_argument("--cold-runs", type=int, default=1, help="runs on a new connection each (0: none)")
     parser.add_argument("--data-dir", type=Path, help="keep the generated lake here (reused if it matches)")
+    parser.add_argument("--layout", choices=["hour", "partition"], default="hour",
+                        help="one object per hour, as `clickstream compact` leaves closed hours (default), or one "
+                             "per hour and Kafka partition, as it left them before it merged across partitions")
     parser.add_argument("--explain", type=Path, help="write EXPLAIN ANALYZE of each analysis here")
     parser.add_argument("--what-if", action="store_true",
                         help="also time every analysis on connections with other settings (metadata caches, threads)")
@@ -763,7 +774,8 @@ def main() -> None:
             print(f"SeaweedFS s3 {settings.s3_endpoint_url}, bucket {settings.s3_bucket}; local lake {data}\n")
             local = LakeDestination.from_settings(lakes["local"])
             marker = data / "generated.json"
-            wanted = {"events": args.events, "visitors": args.visitors, "seed": args.seed, "t0": T0.isoformat()}
+            wanted = {"events": args.events, "visitors": args.visitors, "seed": args.seed, "t0": T0.isoformat(),
+                      "layout": args.layout}
             cached = json.loads(marker.read_text()) if marker.exists() else None
             if cached and cached.get("params") == wanted:
                 lake = Lake(**{k: v for k, v in cached.items() if k != "params"})
@@ -772,7 +784,7 @@ def main() -> None:
                 if data.exists():
                     shutil.rmtree(data)
                 print(f"generating {args.events:,} events over {DAYS} days ...")
-                lake = generate(args.events, args.visitors, args.seed, local)
+                lake = generate(args.events, args.visitors, args.seed, local, args.layout)
                 marker.write_text(json.dumps({**vars(lake), "params": wanted}))
                 print(f"  {lake.events:,} events ({lake.sessions:,} sessions, {lake.visitors:,} visitors) in "
                       f"{lake.objects} objects, {lake.bytes / 1e6:,.0f} MB, {lake.seconds:.0f} s")

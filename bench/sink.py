@@ -458,7 +458,7 @@ def same_objects(objects, produced: Produced) -> list[Planned]:
         parsed = parse_object_key(info.key)
         if parsed is None:
             continue
-        _table, partition, first, last = parsed
+        (partition, first, last), = parsed[1]  # the sink writes one partition per object
         hour = info.key.rsplit("/", 1)[0]
         rows = []
         for offset in range(first, last + 1):
@@ -516,7 +516,7 @@ def sink_without_kafka(settings: Settings, topic: str, produced: Produced, plann
     destination.ensure_ready()
     batches = []
     for obj in planned:
-        _table, partition, first, last = parse_object_key(obj.key)
+        (partition, first, last), = parse_object_key(obj.key)[1]
         batches.append((TopicPartition(topic, partition),
                         [FakeRecord(topic, partition, o, produced.events[(partition, o)].to_bytes())
                          for o in range(first, last + 1) if (partition, o) in produced.events]))

@@ -7,11 +7,16 @@ DuckDB read them as partitioned tables::
 
 The key follows from the Kafka partition and the offsets of the rows it holds, so
 a retried upload of the same rows rewrites the same object instead of adding one.
+An object written by compaction holds the rows of several partitions of one hour and
+names one offset range per partition, in partition order::
+
+    {table}-p0-{first}-{last}-p1-{first}-{last}-....parquet
 """
 
 from __future__ import annotations
 
 import functools
+import re
 from datetime import datetime, timedelta, timezone
 
 import pyarrow as pa
@@ -174,15 +179,32 @@ def table_glob(root: str, table: str) -> str:
     return f"{root.rstrip('/')}/{table}/*/*/*.parquet"
 
 
-def parse_object_key(key: str) -> tuple[str, int, int, int] | None:
-    """``.../{table}-p{partition}-{first}-{last}.parquet`` -> (table, partition, first, last); else None."""
-    name = key.rsplit("/", 1)[-1]
-    if not name.endswith(".parquet"):
+# The name of a lake object: its table, then one ``p{partition}-{first}-{last}`` per Kafka
+# partition it holds. RE2 syntax as well, so that ``query.engine`` parses keys with the same pattern.
+OBJECT_NAME_PATTERN = r"([a-z_]+)-(p[0-9]+-[0-9]+-[0-9]+(?:-p[0-9]+-[0-9]+-[0-9]+)*)[.]parquet"
+RANGE_PATTERN = r"p([0-9]+)-([0-9]+)-([0-9]+)"
+_OBJECT_NAME = re.compile(OBJECT_NAME_PATTERN)
+_RANGE = re.compile(RANGE_PATTERN)
+
+OffsetRange = tuple[int, int, int]  # (partition, first offset, last offset)
+
+
+def ranges_object_key(hour_prefix: str, table: str, ranges: list[OffsetRange]) -> str:
+    """The key of an object of ``hour_prefix`` holding each (partition, first, last) range given."""
+    spans = "-".join(f"p{p}-{first}-{last}" for p, first, last in sorted(ranges))
+    return f"{hour_prefix}/{table}-{spans}.parquet"
+
+
+def parse_object_key(key: str) -> tuple[str, tuple[OffsetRange, ...]] | None:
+    """``.../{table}-p{partition}-{first}-{last}[-p...].parquet`` -> (table, ranges); else None.
+
+    Ranges come in partition order; a name giving a partition twice is not a lake object's.
+    """
+    match = _OBJECT_NAME.fullmatch(key.rsplit("/", 1)[-1])
+    if match is None:
         return None
-    try:
-        table, partition, first, last = name[: -len(".parquet")].rsplit("-", 3)
-        if not partition.startswith("p"):
-            return None
-        return table, int(partition[1:]), int(first), int(last)
-    except ValueError:
+    ranges = tuple((int(p), int(first), int(last)) for p, first, last in _RANGE.findall(match[2]))
+    partitions = [r[0] for r in ranges]
+    if partitions != sorted(set(partitions)):
         return None
+    return match[1], ranges

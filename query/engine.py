@@ -15,7 +15,7 @@ import duckdb
 import duckdb_extension_httpfs
 import pyarrow as pa
 
-from clickstream.lake import SCHEMAS, table_glob
+from clickstream.lake import OBJECT_NAME_PATTERN, RANGE_PATTERN, SCHEMAS, table_glob
 from clickstream.settings import Settings
 
 
@@ -103,20 +103,32 @@ def connection_settings() -> list[str]:
 def live_files_sql(pattern: str) -> str:
     """SQL listing a table's live objects: those not superseded by a compacted object.
 
-    Compaction writes one object whose offset range covers the small objects it merged, in the
-    same hour folder and Kafka partition, and deletes the small ones only after a grace period.
-    An object whose range lies inside another's is not live. (An anti join: DuckDB 1.5.5
-    returned wrong rows for the same condition written as a correlated NOT EXISTS.)
+    Compaction writes one object whose offset ranges (one per Kafka partition, in its name)
+    cover the small objects it merged, in the same hour folder, and deletes the small ones only
+    after a grace period. An object each of whose ranges lies inside the same partition's range
+    of another object is not live: the pairs are counted per range, and an object with as many
+    covered ranges as it has is dropped. Objects not named as the sink and compaction name them
+    are read as they are. (Anti joins: DuckDB 1.5.5 returned wrong rows for the same condition
+    written as a correlated NOT EXISTS.)
     """
     return f"""
         WITH files AS (
             SELECT file, regexp_extract(file, '^(.*)/[^/]*$', 1) AS dir,
-                   regexp_extract(file, '-p([0-9]+)-([0-9]+)-([0-9]+)[.]parquet$', ['p', 'f', 'l']) AS k
+                   regexp_extract(file, '/{OBJECT_NAME_PATTERN}$', 2) AS spec
             FROM glob({_quote(pattern)})),
-        parsed AS (SELECT file, dir, k.p::INTEGER AS p, k.f::BIGINT AS f, k.l::BIGINT AS l FROM files)
-        SELECT a.file FROM parsed a ANTI JOIN parsed b
-            ON b.dir = a.dir AND b.p = a.p AND b.f <= a.f AND b.l >= a.l AND b.file <> a.file
-        ORDER BY a.file"""
+        ranges AS (
+            SELECT file, dir, regexp_extract(r, '^{RANGE_PATTERN}$', ['p', 'f', 'l']) AS k
+            FROM (SELECT file, dir, unnest(regexp_extract_all(spec, '{RANGE_PATTERN}')) AS r
+                  FROM files WHERE spec <> '')),
+        parsed AS (SELECT file, dir, k.p::INTEGER AS p, k.f::BIGINT AS f, k.l::BIGINT AS l FROM ranges),
+        counts AS (SELECT file, count(*) AS n FROM parsed GROUP BY file),
+        covered AS (
+            SELECT a.file, count(*) AS n FROM parsed a JOIN parsed b
+                ON b.dir = a.dir AND b.p = a.p AND b.f <= a.f AND b.l >= a.l AND b.file <> a.file
+            GROUP BY a.file, b.file),
+        superseded AS (SELECT DISTINCT c.file FROM covered c JOIN counts USING (file, n))
+        SELECT f.file FROM files f ANTI JOIN superseded s ON s.file = f.file
+        ORDER BY f.file"""
 
 
 @dataclass

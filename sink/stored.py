@@ -3,7 +3,8 @@
 A flush covers a contiguous run of one partition's offsets and writes one object per
 event-time hour, named by the first and last offset of the records it holds. So a
 record at offset ``o`` whose event falls in hour ``h`` is already stored exactly when
-some object of that partition in hour ``h`` spans ``first <= o <= last``. After a
+some object of hour ``h`` spans ``first <= o <= last`` for that partition (a compacted
+object names a range for each partition it holds). After a
 restart the sink re-reads everything past its last committed offset; this index
 lets it skip what an earlier run uploaded but did not get to commit, however the
 new run's flushes are cut.
@@ -40,7 +41,8 @@ class StoredOffsets:
             for key in self._list_keys(hour_prefix + "/"):
                 parsed = parse_object_key(key)
                 if parsed and parsed[0] == self._table:
-                    hour.setdefault(parsed[1], []).append((parsed[2], parsed[3]))
+                    for partition, first, last in parsed[1]:
+                        hour.setdefault(partition, []).append((first, last))
             for ranges in hour.values():
                 ranges.sort()
             self._hours[hour_prefix] = hour

@@ -90,6 +90,12 @@ def test_objects_superseded_by_a_compacted_object_are_not_read(tmp_path, event_f
     assert run_query(connect(settings), "select count(*) from events")[1] == [(25,)]
     put("events-p1-5-9", 5)  # a neighbour, not a superset: read
     assert run_query(connect(settings), "select count(*) from events")[1] == [(30,)]
+    put("events-p0-0-19-p1-0-4", 25)  # a merge across partitions: supersedes all but p1-5-9
+    assert run_query(connect(settings), "select count(*) from events")[1] == [(30,)]
+    put("events-p0-0-19-p1-0-9-p2-0-0", 31)  # and this one supersedes everything
+    assert run_query(connect(settings), "select count(*) from events")[1] == [(31,)]
+    put("export", 2)  # an object not named as the sink names them is read as it is
+    assert run_query(connect(settings), "select count(*) from events")[1] == [(33,)]
 
 
 def test_older_objects_with_fewer_columns_still_read(tmp_path, event_factory):
