@@ -6,6 +6,7 @@ Settings are read once here and handed to the command that runs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import json
 import logging
@@ -365,6 +366,31 @@ def loadgen(rate, duration, seed, api_url, write_key, start, expected_path, conc
 
 
 # --- lake maintenance -----------------------------------------------------------------
+@contextlib.contextmanager
+def _lake_maintenance(settings: Settings):
+    """Compaction and retention of one lake, one run at a time on this machine.
+
+    Two compactions planning from listings taken at different moments can merge overlapping sets
+    of objects (a merged object spans the partitions of an hour, and files that arrive in between
+    shift where runs are cut), and readers would then read the shared rows twice. An overlapping
+    run, say from cron while a long first pass is still going, stops here with a message instead.
+    """
+    import fcntl
+    import hashlib
+    import tempfile
+
+    lake = settings.lake_root if settings.lake_dir is not None else f"{settings.s3_endpoint_url}/{settings.s3_bucket}"
+    path = Path(tempfile.gettempdir()) / f"clickstream-lake-{hashlib.sha256(lake.encode()).hexdigest()[:16]}.lock"
+    with open(path, "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise click.ClickException(
+                f"another compaction or retention run of {lake} is in progress on this machine "
+                f"(it holds {path}); try again once it has ended") from None
+        yield
+
+
 def _progress(items, label):
     items = list(items)
     if not items:
@@ -402,11 +428,12 @@ def compact(tables, target_mb, grace_s, no_offset_check) -> None:
                 f"cannot read the sink's committed offsets from Kafka ({exc}); "
                 "with the sink stopped, --no-offset-check compacts anyway") from None
         committed = {(tables_by_topic[t].table, p): o for (t, p), o in raw.items() if t in tables_by_topic}
-    report = run_compaction(
-        LakeDestination.from_settings(settings), now=datetime.now(timezone.utc), committed=committed,
-        target_bytes=target_mb * 1024 * 1024, grace=timedelta(seconds=grace_s), tables=list(tables) or None,
-        progress=_progress,
-    )
+    with _lake_maintenance(settings):
+        report = run_compaction(
+            LakeDestination.from_settings(settings), now=datetime.now(timezone.utc), committed=committed,
+            target_bytes=target_mb * 1024 * 1024, grace=timedelta(seconds=grace_s), tables=list(tables) or None,
+            progress=_progress,
+        )
     click.echo(f"merged {report.merged_from} objects into {report.merged_objects} ({report.rows} rows); "
                f"deleted {report.deleted} merged-away objects")
 
@@ -424,8 +451,10 @@ def retention(days, tables) -> None:
     if days < 1:
         raise click.BadParameter("keep at least one day", param_hint="--days")
     keep_from = datetime.now(timezone.utc).date() - timedelta(days=days - 1)
-    deleted = apply_retention(LakeDestination.from_settings(_settings()), keep_from=keep_from,
-                              tables=list(tables) or None, progress=_progress)
+    settings = _settings()
+    with _lake_maintenance(settings):
+        deleted = apply_retention(LakeDestination.from_settings(settings), keep_from=keep_from,
+                                  tables=list(tables) or None, progress=_progress)
     click.echo(f"deleted {deleted} objects before {keep_from}")
 
 
