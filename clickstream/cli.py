@@ -6,7 +6,6 @@ Settings are read once here and handed to the command that runs.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import csv
 import json
 import logging
@@ -366,31 +365,6 @@ def loadgen(rate, duration, seed, api_url, write_key, start, expected_path, conc
 
 
 # --- lake maintenance -----------------------------------------------------------------
-@contextlib.contextmanager
-def _lake_maintenance(settings: Settings):
-    """Compaction and retention of one lake, one run at a time on this machine.
-
-    Two compactions planning from listings taken at different moments can merge overlapping sets
-    of objects (a merged object spans the partitions of an hour, and files that arrive in between
-    shift where runs are cut), and readers would then read the shared rows twice. An overlapping
-    run, say from cron while a long first pass is still going, stops here with a message instead.
-    """
-    import fcntl
-    import hashlib
-    import tempfile
-
-    lake = settings.lake_root if settings.lake_dir is not None else f"{settings.s3_endpoint_url}/{settings.s3_bucket}"
-    path = Path(tempfile.gettempdir()) / f"clickstream-lake-{hashlib.sha256(lake.encode()).hexdigest()[:16]}.lock"
-    with open(path, "a") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise click.ClickException(
-                f"another compaction or retention run of {lake} is in progress on this machine "
-                f"(it holds {path}); try again once it has ended") from None
-        yield
-
-
 def _progress(items, label):
     items = list(items)
     if not items:
@@ -402,38 +376,32 @@ def _progress(items, label):
 @cli.command()
 @click.option("--table", "tables", multiple=True, help="Only these tables (default: all).")
 @click.option("--target-mb", type=int, default=128, show_default=True, help="Size of the merged objects.")
-@click.option("--grace-s", type=int, default=300, show_default=True,
-              help="Merged-away objects are deleted only once their replacement is this old.")
+@click.option("--grace-s", type=float, default=None,
+              help="Merged-away objects are deleted only once their replacement is this old "
+                   "[default: CLICKSTREAM_COMPACT_GRACE_S, 300].")
 @click.option("--no-offset-check", is_flag=True,
               help="Merge without asking Kafka how far the sink has committed (only when the sink is stopped).")
 def compact(tables, target_mb, grace_s, no_offset_check) -> None:
     """Merge the lake's small objects of closed hours into large ones; readers never see a row twice."""
-    from datetime import datetime, timedelta, timezone
+    from datetime import timedelta
 
-    from clickstream.kafka import committed_offsets
-    from clickstream.topics import Topics
-    from sink.compaction import compact as run_compaction
-    from sink.destination import LakeDestination
-    from sink.tables import by_topic
+    from sink.maintenance import LakeBusy, compact_lake, sink_committed
 
     settings = _settings()
     committed = None
     if not no_offset_check:
-        topics = Topics.from_settings(settings)
         try:
-            tables_by_topic = by_topic(topics)
-            raw = asyncio.run(committed_offsets(settings, topics.group("sink"), list(tables_by_topic)))
+            committed = asyncio.run(sink_committed(settings))
         except Exception as exc:
             raise click.ClickException(
                 f"cannot read the sink's committed offsets from Kafka ({exc}); "
                 "with the sink stopped, --no-offset-check compacts anyway") from None
-        committed = {(tables_by_topic[t].table, p): o for (t, p), o in raw.items() if t in tables_by_topic}
-    with _lake_maintenance(settings):
-        report = run_compaction(
-            LakeDestination.from_settings(settings), now=datetime.now(timezone.utc), committed=committed,
-            target_bytes=target_mb * 1024 * 1024, grace=timedelta(seconds=grace_s), tables=list(tables) or None,
-            progress=_progress,
-        )
+    grace = settings.compact_grace_s if grace_s is None else grace_s
+    try:
+        report = compact_lake(settings, committed, target_bytes=target_mb * 1024 * 1024,
+                              grace=timedelta(seconds=grace), tables=list(tables) or None, progress=_progress)
+    except LakeBusy as exc:
+        raise click.ClickException(f"{exc}; try again once it has ended") from None
     click.echo(f"merged {report.merged_from} objects into {report.merged_objects} ({report.rows} rows); "
                f"deleted {report.deleted} merged-away objects")
 
@@ -447,14 +415,18 @@ def retention(days, tables) -> None:
 
     from sink.compaction import apply_retention
     from sink.destination import LakeDestination
+    from sink.maintenance import LakeBusy, maintenance_lock
 
     if days < 1:
         raise click.BadParameter("keep at least one day", param_hint="--days")
     keep_from = datetime.now(timezone.utc).date() - timedelta(days=days - 1)
     settings = _settings()
-    with _lake_maintenance(settings):
-        deleted = apply_retention(LakeDestination.from_settings(settings), keep_from=keep_from,
-                                  tables=list(tables) or None, progress=_progress)
+    try:
+        with maintenance_lock(settings):
+            deleted = apply_retention(LakeDestination.from_settings(settings), keep_from=keep_from,
+                                      tables=list(tables) or None, progress=_progress)
+    except LakeBusy as exc:
+        raise click.ClickException(f"{exc}; try again once it has ended") from None
     click.echo(f"deleted {deleted} objects before {keep_from}")
 
 

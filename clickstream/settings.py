@@ -115,6 +115,12 @@ class Settings(BaseSettings):
     )
     flush_interval_s: float = Field(5.0, ge=1, le=900)
     flush_max_bytes: int = Field(64 * 1024 * 1024, gt=0)
+    compact_interval_s: float = Field(
+        900, ge=0, description="the sink compacts the lake's closed hours this often (one sink of the group); "
+        "0 = never: then run `clickstream compact` yourself, from one machine")
+    compact_grace_s: float = Field(
+        300, ge=0, description="objects merged away are deleted once the object that replaces them is this old, "
+        "so that a query planned before the merge can still read them")
     sink_consumers: int = Field(
         2, ge=1, le=16, description="consumers one sink process fetches with (one group member, the "
         "others its helpers): each keeps a fetch in flight, so two read a broker whose fetches wait on storage "

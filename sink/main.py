@@ -28,6 +28,7 @@ from clickstream.settings import Settings
 from clickstream.topics import Topics
 from sink.buffer import PartitionBuffer
 from sink.destination import DestinationUnavailable, LakeDestination
+from sink.maintenance import compact_periodically
 from sink.parquet import Decoded, decode_records, encode, plan
 from sink.repeats import RecentIds, window_start
 from sink.stored import StoredOffsets
@@ -298,11 +299,13 @@ async def consume(settings: Settings, stop: asyncio.Event) -> None:
             await sink.flush_due()
 
     consumers = [group, *helpers]
+    compactor = None
     try:
         await asyncio.gather(*(helper.start() for helper in helpers))
         group.subscribe(list(sink.tables), listener=SplitReading(sink, group, helpers))
         await group.start()
         readers = [asyncio.ensure_future(read(consumer)) for consumer in consumers]
+        compactor = asyncio.ensure_future(compact_periodically(settings, group, stop, sink.stats))
         await asyncio.wait(readers, return_when=asyncio.FIRST_EXCEPTION)
         # A reader that failed (a failed flush, say) stops the others, which finish their pass
         # (never cancelled mid-flush), and then ends the sink; the supervisor restarts it.
@@ -310,9 +313,13 @@ async def consume(settings: Settings, stop: asyncio.Event) -> None:
         for result in await asyncio.gather(*readers, return_exceptions=True):
             if isinstance(result, BaseException):
                 raise result
-        # Shutting down: write what is buffered so nothing waits for the next start.
+        # Shutting down: write what is buffered so nothing waits for the next start. A compaction
+        # pass in progress finishes first (its thread cannot be stopped halfway anyway).
         await sink.flush_due(force=True)
+        await compactor
     finally:
+        if compactor is not None:
+            compactor.cancel()  # after a failure: a pass in its thread still runs to its end
         await asyncio.gather(*(consumer.stop() for consumer in consumers), return_exceptions=True)
         await health.cleanup()
 

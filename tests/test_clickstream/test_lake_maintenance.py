@@ -2,8 +2,9 @@
 
 from click.testing import CliRunner
 
-from clickstream.cli import _lake_maintenance, cli
+from clickstream.cli import cli
 from clickstream.settings import Settings
+from sink.maintenance import maintenance_lock
 
 
 def test_a_second_run_on_the_same_lake_stops_with_a_message(tmp_path, monkeypatch):
@@ -11,7 +12,7 @@ def test_a_second_run_on_the_same_lake_stops_with_a_message(tmp_path, monkeypatc
     lake = tmp_path / "lake"
     env = {"CLICKSTREAM_LAKE_DIR": str(lake)}
     runner = CliRunner()
-    with _lake_maintenance(Settings(_env_file=None, lake_dir=lake)):
+    with maintenance_lock(Settings(_env_file=None, lake_dir=lake)):
         compact = runner.invoke(cli, ["compact", "--no-offset-check"], env=env)
         retention = runner.invoke(cli, ["retention", "--days", "30"], env=env)
         other_lake = runner.invoke(cli, ["compact", "--no-offset-check"], env={"CLICKSTREAM_LAKE_DIR": str(tmp_path / "b")})

@@ -9,8 +9,10 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from clickstream.kafka import create_topics
+from clickstream.lake import parse_object_key
 from clickstream.topics import Topics
 from query.engine import connect, run_query
+from sink.destination import LakeDestination
 from sink.main import consume
 
 pytestmark = pytest.mark.integration
@@ -132,3 +134,45 @@ def test_copies_left_by_a_retried_produce_are_stored_once_also_after_a_restart(s
     asyncio.run(scenario())
     _, rows = run_query(connect(settings), "select count(*), count(distinct event_id) from events")
     assert rows[0] == (n, n)
+
+
+def test_the_sink_compacts_the_closed_hours_it_has_committed(settings_factory, event_factory, free_ports):
+    n = 36  # three minutes apart from T0: up to 35 minutes past the hour before this one, a closed hour
+    events = [event_factory(timestamp=T0 + timedelta(minutes=3 * i), anonymous_id=f"v{i % 11}") for i in range(n)]
+    expected_per_hour = {}
+    for e in events:
+        expected_per_hour[e.timestamp.hour] = expected_per_hour.get(e.timestamp.hour, 0) + 1
+    settings = settings_factory(flush_interval_s=1, sink_port=free_ports(), compact_interval_s=1, compact_grace_s=0)
+    destination = LakeDestination.from_settings(settings)
+
+    def keys_by_hour():
+        by_hour = {}
+        for key in destination.list_keys("events/"):
+            by_hour.setdefault(key.rsplit("/", 1)[0], []).append(key)
+        return by_hour
+
+    written = set()
+
+    async def compacted():
+        # Every hour of these events has closed: once the sink has committed them all, each hour
+        # becomes one object, and the small ones go (no grace here).
+        by_hour = keys_by_hour()
+        written.update(k for keys in by_hour.values() for k in keys)
+        return (sum((await committed(settings)).values()) == n and len(by_hour) == len(expected_per_hour)
+                and all(len(keys) == 1 for keys in by_hour.values()))
+
+    async def scenario():
+        await create_topics(settings)
+        await produce(settings, events[: n // 2])
+        await run_sink_until(settings, committed_up_to(settings, n // 2))  # two objects per partition and hour
+        await produce(settings, events[n // 2 :])
+        await run_sink_until(settings, compacted)
+
+    asyncio.run(scenario())
+    merged = [keys[0] for keys in keys_by_hour().values()]
+    assert any(len(parse_object_key(k)[1]) > 1 for k in merged), merged  # objects of several partitions
+    assert len(written) > len(merged) + len(expected_per_hour)  # small objects were written, then merged
+    con = connect(settings)
+    assert run_query(con, "select count(*), count(distinct event_id) from events")[1] == [(n, n)]
+    _, rows = run_query(con, "select hour, count(*) from events group by 1 order by 1")
+    assert dict(rows) == expected_per_hour
