@@ -51,8 +51,8 @@ Run it by hand from the project root; it is not part of the test suite:
 their own connections) right after each of this checkout's warm measurements, so that a change
 is compared with what it replaces under the same load.
 
-The default run took about 13.5 minutes on the 2-core machine of BENCHMARKS.md (generating the
-lake 1-2 minutes, ``sessionize`` about 5 minutes of it); ``--explain`` adds about 3.
+The default run took about 3 minutes on the 2-core machine of BENCHMARKS.md (generating the lake
+about 40 s of it; 5 minutes with ``--layout partition``).
 """
 
 from __future__ import annotations
