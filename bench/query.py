@@ -651,6 +651,9 @@ WHAT_IF = {
     "metadata caches": ["SET parquet_metadata_cache = true", "SET enable_http_metadata_cache = true"],
     "metadata caches, 8 threads": ["SET parquet_metadata_cache = true", "SET enable_http_metadata_cache = true",
                                    "SET threads = 8"],
+    # Remote Parquet is fetched a column chunk per request; this fetches a row group's chunks together.
+    "metadata caches, prefetch all": ["SET parquet_metadata_cache = true", "SET enable_http_metadata_cache = true",
+                                      "SET prefetch_all_parquet_files = true"],
 }
 
 
