@@ -14,7 +14,9 @@ SeaweedFS, as ``clickstream up`` runs it), both started here on free loopback po
   The baselines, in the same repetition and on the same topic: a plain ``AIOKafkaConsumer``
   (aiokafka's fetch defaults, no group) reading the topic to its end (``consume``), plus
   ``json.loads`` of every value (``consume+json``; orjson when installed), plus
-  ``Event.from_bytes`` (``consume+Event``). Each repetition produces its own topics (a new
+  ``Event.from_bytes`` (``consume+Event``), and ``relay``: every value read and sent on to a topic
+  of its own with the worker's producer settings, all acknowledged (the I/O of forwarding every
+  event, without logic, state or checkpoints). Each repetition produces its own topics (a new
   prefix), so the worker starts without state. The ratio is the median over repetitions of
   the worker's events/s over ``consume+json``'s.
 * ``latency`` -- the API (``python -m clickstream api``), the worker and the reactor
@@ -82,6 +84,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 
 import aiohttp  # noqa: E402
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from clickstream.events import Event
 from clickstream.garbage import collect_less
@@ -241,6 +244,44 @@ async def consume_all(settings: Settings, topic: str, ends: dict[int, int], deco
         await consumer.stop()
 
 
+async def relay_all(settings: Settings, topic: str, ends: dict[int, int]) -> tuple[int, float]:
+    """Read ``topic`` to ``ends`` and send every value on to a topic of its own, to the same partition
+    number, with the worker's producer settings (acknowledged by all, 512 KB batches, 5 ms linger):
+    what forwarding every event costs with no logic, no state and no checkpoints."""
+    out = f"{topic}.relay"
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(out, len(ends), 1)])
+    finally:
+        await admin.close()
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None,
+                                enable_auto_commit=False, auto_offset_reset="earliest")
+    producer = AIOKafkaProducer(**{**producer_config(settings), "max_batch_size": 512 * 1024,
+                                   "max_request_size": 1024 * 1024, "linger_ms": 5})
+    await consumer.start()
+    await producer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in ends]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        count, start = 0, time.perf_counter()
+        positions = {p: 0 for p in ends}
+        while any(positions[p] < ends[p] for p in ends):
+            batch = await consumer.getmany(timeout_ms=500)
+            sends = [await producer.send(out, record.value, key=record.key, partition=tp.partition)
+                     for tp, records in batch.items() for record in records]
+            await asyncio.gather(*sends)
+            for tp, records in batch.items():
+                count += len(records)
+                if records:
+                    positions[tp.partition] = records[-1].offset + 1
+        return count, time.perf_counter() - start
+    finally:
+        await producer.stop()
+        await consumer.stop()
+
+
 # --- the services ------------------------------------------------------------------------------
 
 def service_env(settings: Settings) -> dict[str, str]:
@@ -386,7 +427,8 @@ async def run_worker(settings: Settings, ends: dict[int, int], log: Path, wrappe
                      stats)
 
 
-BASELINES = {"consume": None, f"consume+{LOADS_NAME}": loads, "consume+Event": Event.from_bytes}
+BASELINES = {"consume": None, f"consume+{LOADS_NAME}": loads, "consume+Event": Event.from_bytes,
+             "relay": "relay"}
 
 
 async def throughput(args, settings: Settings, tmp: Path) -> dict:
@@ -429,7 +471,10 @@ async def throughput(args, settings: Settings, tmp: Path) -> dict:
                       flush=True)
             else:
                 with CpuMeter() as cpu:
-                    count, seconds = await consume_all(s, Topics.from_settings(s).raw, ends, BASELINES[name])
+                    if name == "relay":
+                        count, seconds = await relay_all(s, Topics.from_settings(s).raw, ends)
+                    else:
+                        count, seconds = await consume_all(s, Topics.from_settings(s).raw, ends, BASELINES[name])
                 rep[name] = (count / seconds, seconds, cpu)
                 print(f"{r + 1:>3} {name:<16} {count / seconds:>9,.0f} {seconds:>8.1f} {cpu.others:>9.2f}  "
                       f"{count:,} records; {load()}", flush=True)
