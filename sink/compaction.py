@@ -220,19 +220,54 @@ def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     return pa.table(columns, names=names)
 
 
+# Rows per row group of a merged object: DuckDB's own row group size. DuckDB reads an object's row
+# groups in parallel, and a merge holds one row group decoded at a time, not the whole object.
+ROW_GROUP_ROWS = 122_880
+
+
 def run_merge(destination: LakeDestination, merge: Merge, schema: pa.Schema) -> int:
-    """Write the merged object; returns its row count. The sources stay until a later deletion pass."""
-    tables = [conform(pq.read_table(io.BytesIO(destination.get(f.key))), schema) for f in merge.sources]
-    merged = pa.concat_tables(tables, promote_options="permissive")
-    destination.put(merge.key, to_parquet_table(merged))
-    return merged.num_rows
+    """Write the merged object; returns its row count. The sources stay until a later deletion pass.
+
+    The sources are fetched once and kept as they are stored (compressed); they are decoded one at
+    a time and written out in row groups of :data:`ROW_GROUP_ROWS`. So a merge of a busy hour holds
+    its compressed input, its output and about one row group decoded, instead of every source
+    decoded at once (several times the target size).
+    """
+    stored = [destination.get(f.key) for f in merge.sources]
+    # The object's columns: the table's, then any others a source has (as `conform` keeps them).
+    columns = pa.unify_schemas([conform_schema(pq.read_schema(io.BytesIO(data)), schema) for data in stored],
+                               promote_options="permissive")
+    out = io.BytesIO()
+    rows = 0
+    with pq.ParquetWriter(out, columns, compression="zstd") as writer:
+        pending: list[pa.Table] = []
+        pending_rows = 0
+        for data in stored:
+            table = conform(pq.read_table(io.BytesIO(data)), schema)
+            pending.append(conform(table, columns))
+            pending_rows += table.num_rows
+            rows += table.num_rows
+            while pending_rows >= ROW_GROUP_ROWS:
+                chunk = pa.concat_tables(pending)
+                writer.write_table(chunk.slice(0, ROW_GROUP_ROWS), row_group_size=ROW_GROUP_ROWS)
+                rest = chunk.slice(ROW_GROUP_ROWS)
+                pending, pending_rows = [rest], rest.num_rows
+        if pending_rows:
+            writer.write_table(pa.concat_tables(pending), row_group_size=ROW_GROUP_ROWS)
+    destination.put(merge.key, out.getvalue())
+    return rows
+
+
+def conform_schema(source: pa.Schema, schema: pa.Schema) -> pa.Schema:
+    """The columns :func:`conform` gives a table of ``source``'s columns."""
+    return pa.schema(list(schema) + [field for field in source if field.name not in schema.names])
 
 
 def to_parquet_table(table: pa.Table) -> bytes:
+    """A table as a merged object is written: zstd, row groups of :data:`ROW_GROUP_ROWS`."""
     out = io.BytesIO()
-    pq.write_table(table, out, compression="zstd", row_group_size=1_000_000)
+    pq.write_table(table, out, compression="zstd", row_group_size=ROW_GROUP_ROWS)
     return out.getvalue()
-
 
 
 @dataclass

@@ -102,3 +102,36 @@ def test_conform_fills_columns_older_objects_lack():
     out = conform(pa.table({"a": [1, 2], "z": ["x", "y"]}), schema)
     assert out.column_names == ["a", "b", "z"]
     assert out["b"].to_pylist() == [None, None]
+
+
+def test_a_merge_writes_its_sources_in_order_in_row_groups_of_a_bounded_size(tmp_path, monkeypatch):
+    import pyarrow.parquet as pq
+
+    from sink import compaction
+    from sink.compaction import Merge, run_merge, to_parquet_table
+    from sink.destination import LakeDestination
+
+    monkeypatch.setattr(compaction, "ROW_GROUP_ROWS", 4)
+    schema = pa.schema([("a", pa.int64()), ("b", pa.string())])
+    from clickstream.settings import Settings
+
+    destination = LakeDestination.from_settings(Settings(_env_file=None, lake_dir=tmp_path))
+    sources = [
+        pa.table({"a": [1, 2, 3]}),  # written before column b existed
+        pa.table({"a": [4, 5], "b": ["x", "y"], "extra": [None, None]}),  # a column the schema lacks, all null
+        pa.table({"b": ["z"] * 6, "a": list(range(6, 12)), "extra": ["e"] * 6}),
+    ]
+    files = []
+    for i, table in enumerate(sources):
+        key = f"{H9}/events-p{i}-0-{table.num_rows - 1}.parquet"
+        destination.put(key, to_parquet_table(table))
+        files.append(LakeFile(key, "events", H9, ((i, 0, table.num_rows - 1),), 10, NOW))
+    merge = Merge("events", H9, tuple(files))
+    assert run_merge(destination, merge, schema) == 11
+    written = pq.ParquetFile(tmp_path / merge.key)
+    assert [written.metadata.row_group(i).num_rows for i in range(written.num_row_groups)] == [4, 4, 3]
+    table = written.read()
+    assert table.column_names == ["a", "b", "extra"]
+    assert table["a"].to_pylist() == list(range(1, 12))
+    assert table["b"].to_pylist() == [None] * 3 + ["x", "y"] + ["z"] * 6
+    assert table["extra"].to_pylist() == [None] * 5 + ["e"] * 6
