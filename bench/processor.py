@@ -219,8 +219,10 @@ async def produce(settings: Settings, topic: str, stream: Stream, batch_kb: int)
     return ends
 
 
-async def consume_all(settings: Settings, topic: str, ends: dict[int, int], decode) -> tuple[int, float]:
-    """Read ``topic`` from the start to ``ends`` with a plain consumer, ``decode`` on every value."""
+async def consume_all(settings: Settings, topic: str, ends: dict[int, int], decode=None,
+                      on_batch=None) -> tuple[int, float]:
+    """Read ``topic`` from the start to ``ends`` with a plain consumer, ``decode`` on every value and
+    ``on_batch`` (a coroutine function) awaited with every fetch's records."""
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None,
                                 enable_auto_commit=False, auto_offset_reset="earliest")
     await consumer.start()
@@ -232,6 +234,8 @@ async def consume_all(settings: Settings, topic: str, ends: dict[int, int], deco
         positions = {p: 0 for p in ends}
         while any(positions[p] < ends[p] for p in ends):
             batch = await consumer.getmany(timeout_ms=500)
+            if on_batch is not None:
+                await on_batch(batch)
             for tp, records in batch.items():
                 if decode is not None:
                     for record in records:
@@ -255,31 +259,19 @@ async def relay_all(settings: Settings, topic: str, ends: dict[int, int]) -> tup
         await admin.create_topics([NewTopic(out, len(ends), 1)])
     finally:
         await admin.close()
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None,
-                                enable_auto_commit=False, auto_offset_reset="earliest")
     producer = AIOKafkaProducer(**{**producer_config(settings), "max_batch_size": 512 * 1024,
                                    "max_request_size": 1024 * 1024, "linger_ms": 5})
-    await consumer.start()
+
+    async def forward(batch) -> None:
+        sends = [await producer.send(out, record.value, key=record.key, partition=tp.partition)
+                 for tp, records in batch.items() for record in records]
+        await asyncio.gather(*sends)
+
     await producer.start()
     try:
-        tps = [TopicPartition(topic, p) for p in ends]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        count, start = 0, time.perf_counter()
-        positions = {p: 0 for p in ends}
-        while any(positions[p] < ends[p] for p in ends):
-            batch = await consumer.getmany(timeout_ms=500)
-            sends = [await producer.send(out, record.value, key=record.key, partition=tp.partition)
-                     for tp, records in batch.items() for record in records]
-            await asyncio.gather(*sends)
-            for tp, records in batch.items():
-                count += len(records)
-                if records:
-                    positions[tp.partition] = records[-1].offset + 1
-        return count, time.perf_counter() - start
+        return await consume_all(settings, topic, ends, on_batch=forward)
     finally:
         await producer.stop()
-        await consumer.stop()
 
 
 # --- the services ------------------------------------------------------------------------------

@@ -243,8 +243,8 @@ def run_merge(destination: LakeDestination, merge: Merge, schema: pa.Schema) -> 
         pending: list[pa.Table] = []
         pending_rows = 0
         for data in stored:
-            table = conform(pq.read_table(io.BytesIO(data)), schema)
-            pending.append(conform(table, columns))
+            table = conform(pq.read_table(io.BytesIO(data)), columns)
+            pending.append(table)
             pending_rows += table.num_rows
             rows += table.num_rows
             while pending_rows >= ROW_GROUP_ROWS:
