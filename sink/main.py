@@ -82,12 +82,37 @@ class LakeSink:
                     # Listing the lake blocks (and retries while storage is down): keep it off the event loop.
                     await asyncio.to_thread(stored.load, hour_prefix)
 
+    async def hand_over(self, partitions) -> None:
+        """Give up partitions that a rebalance takes: first finish their flushes in progress, so that
+        every object of theirs is in the lake (and committed) before the group hands them to their
+        next owner, then forget what is buffered.
+
+        The next owner lists the lake once when it gets a partition and skips the records it finds
+        stored. An upload that landed after that listing would be written a second time by the next
+        owner, under other cuts. So the rebalance waits for uploads in progress (also while the lake
+        is down: the next owner could not write either); only the buffered records, which are in no
+        object and not committed, are left for the next owner to read again."""
+        partitions = set(partitions)
+        async with self._scheduling:  # no flush_due pass may start a flush of these meanwhile
+            running = [task for tp, task in self._flushing.items() if tp in partitions]
+            if running:
+                log.info("finishing %d flushes before the rebalance", len(running))
+                await asyncio.gather(*running, return_exceptions=True)  # a failure surfaces in flush_due
+            self.drop(partitions)
+
     def drop(self, partitions) -> None:
         """Forget buffers of partitions this sink no longer owns: they were not committed, the next owner re-reads."""
         for tp in partitions:
             self.buffers.pop(tp, None)
             self.recent.pop(tp, None)
             self._owned_since[tp] = self._owned_since.get(tp, 0) + 1
+
+    def forget_stored(self) -> None:
+        """Forget what the lake was listed to hold: partitions just assigned may have objects that their
+        previous owner uploaded after this sink listed an hour (and never committed, if it crashed
+        after the upload). Each hour is listed again when next needed."""
+        for stored in self.stored.values():
+            stored.forget()
 
     def add_all(self, tp: TopicPartition, records) -> None:
         """Buffer one partition's records, in offset order, as a fetch returned them; they are
@@ -199,8 +224,9 @@ class LakeSink:
             log.info("wrote %s (%d rows)", obj.key, obj.num_rows)
         self.last_flush_at = time.time()
         if self._owned_since.get(tp, 0) != owned_since:
-            # Revoked while uploading: the partition's next owner finds these objects and skips their
-            # records. The repeats window this flush filled is not this sink's to keep.
+            # Dropped while uploading (a rebalance hands partitions over only after their flushes,
+            # so only a direct drop() gets here): not this sink's to commit. The repeats window this
+            # flush filled is not this sink's to keep.
             self.recent.pop(tp, None)
             return
         await self._commit(tp, buffer.last_offset + 1)
@@ -239,9 +265,13 @@ class SplitReading(ConsumerRebalanceListener):
     async def on_partitions_revoked(self, revoked):
         for helper in self.helpers:
             helper.assign([])
-        self.sink.drop(revoked)
+        # Still a member of the generation that owned them: the flushes' commits are accepted.
+        await self.sink.hand_over(revoked)
 
     async def on_partitions_assigned(self, assigned):
+        # The previous owners finished their uploads before they rejoined (hand_over), so a listing
+        # made from now on sees all of them.
+        self.sink.forget_stored()
         if not self.helpers:
             return
         ordered = sorted(assigned)
@@ -277,9 +307,9 @@ def new_consumer(settings: Settings, topics: Topics, *, group: bool = True) -> A
     )
 
 
-async def consume(settings: Settings, stop: asyncio.Event) -> None:
+async def consume(settings: Settings, stop: asyncio.Event, destination: LakeDestination | None = None) -> None:
     topics = Topics.from_settings(settings)
-    destination = LakeDestination.from_settings(settings)
+    destination = destination or LakeDestination.from_settings(settings)
     group = new_consumer(settings, topics)
     helpers = [new_consumer(settings, topics, group=False) for _ in range(settings.sink_consumers - 1)]
     sink = LakeSink(settings, group, destination)

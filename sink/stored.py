@@ -30,6 +30,11 @@ class StoredOffsets:
     def is_loaded(self, hour_prefix: str) -> bool:
         return hour_prefix in self._hours
 
+    def forget(self) -> None:
+        """Drop every listing: the next look at an hour lists it again (after a rebalance, when other
+        sinks may have written objects of the partitions this one now owns)."""
+        self._hours = OrderedDict()
+
     def load(self, hour_prefix: str) -> None:
         self._hour(hour_prefix)
 

@@ -43,6 +43,10 @@ class Helper:
         self.seeks[tp] = offset
 
 
+def new_sink() -> LakeSink:
+    return LakeSink(Settings(_env_file=None), None, None)
+
+
 def partitions():
     return {TopicPartition(EVENTS, p) for p in range(4)} | {TopicPartition(INVALID, p) for p in range(2)}
 
@@ -50,7 +54,7 @@ def partitions():
 def test_a_helper_fetches_every_other_partition_from_the_groups_committed_offset():
     group = Group({TopicPartition(EVENTS, 1): 500, TopicPartition(EVENTS, 3): 70})
     helper = Helper()
-    asyncio.run(SplitReading(None, group, [helper]).on_partitions_assigned(partitions()))
+    asyncio.run(SplitReading(new_sink(), group, [helper]).on_partitions_assigned(partitions()))
 
     ordered = sorted(partitions())
     assert helper.assigned == ordered[1::2]  # events 1 and 3, invalid 1
@@ -62,7 +66,7 @@ def test_a_helper_fetches_every_other_partition_from_the_groups_committed_offset
 
 def test_two_helpers_and_the_group_consumer_share_the_partitions():
     group, helpers = Group({}), [Helper(), Helper()]
-    asyncio.run(SplitReading(None, group, helpers).on_partitions_assigned(partitions()))
+    asyncio.run(SplitReading(new_sink(), group, helpers).on_partitions_assigned(partitions()))
     ordered = sorted(partitions())
     assert [h.assigned for h in helpers] == [ordered[1::3], ordered[2::3]]
     assert set(ordered) - group.paused == set(ordered[0::3])
@@ -70,7 +74,7 @@ def test_two_helpers_and_the_group_consumer_share_the_partitions():
 
 def test_without_committed_offsets_the_group_consumer_fetches_everything():
     group, helper = Group(KafkaConnectionError()), Helper()
-    asyncio.run(SplitReading(None, group, [helper]).on_partitions_assigned(partitions()))
+    asyncio.run(SplitReading(new_sink(), group, [helper]).on_partitions_assigned(partitions()))
     assert helper.assigned is None and group.paused == set()
 
 
@@ -86,5 +90,5 @@ def test_a_rebalance_takes_the_helpers_partitions_and_the_sinks_buffers():
 
 def test_one_consumer_reads_alone():
     group = Group({})
-    asyncio.run(SplitReading(None, group, []).on_partitions_assigned(partitions()))
+    asyncio.run(SplitReading(new_sink(), group, []).on_partitions_assigned(partitions()))
     assert group.paused == set()

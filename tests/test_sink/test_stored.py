@@ -47,3 +47,13 @@ def test_the_last_stored_offset_of_a_partition_in_an_hour():
     assert [stored.last_offset(hour, p) for p in (0, 1, 2)] == [25, 4, -1]
     stored.add(hour, 2, 30, 31)
     assert stored.last_offset(hour, 2) == 31
+
+
+def test_forgotten_hours_are_listed_again():
+    keys = {HOUR + "/": [HOUR + "/events-p0-0-9.parquet"]}
+    stored = StoredOffsets("events", lambda prefix: list(keys.get(prefix, [])))
+    assert not stored.contains(HOUR, 1, 5)
+    keys[HOUR + "/"].append(HOUR + "/events-p1-0-9.parquet")  # written by another sink meanwhile
+    assert not stored.contains(HOUR, 1, 5)  # the listing is cached
+    stored.forget()
+    assert stored.contains(HOUR, 1, 5) and stored.contains(HOUR, 0, 9)
