@@ -28,7 +28,7 @@ from clickstream.settings import Settings
 from clickstream.topics import Topics
 from sink.buffer import PartitionBuffer
 from sink.destination import DestinationUnavailable, LakeDestination
-from sink.maintenance import compact_periodically
+from sink.maintenance import PassInProgress, compact_periodically, compaction_leader
 from sink.parquet import Decoded, decode_records, encode, plan
 from sink.repeats import RecentIds, window_start
 from sink.stored import StoredOffsets
@@ -259,14 +259,19 @@ class SplitReading(ConsumerRebalanceListener):
     group consumer pauses the partitions a helper fetches, keeps them assigned, and commits for them.
     A helper starts each partition at the group's committed offset, as the group consumer would."""
 
-    def __init__(self, sink: LakeSink, group: AIOKafkaConsumer, helpers: list[AIOKafkaConsumer]):
+    def __init__(self, sink: LakeSink, group: AIOKafkaConsumer, helpers: list[AIOKafkaConsumer],
+                 compaction: PassInProgress | None = None):
         self.sink, self.group, self.helpers = sink, group, helpers
+        self.compaction = compaction or PassInProgress()
 
     async def on_partitions_revoked(self, revoked):
         for helper in self.helpers:
             helper.assign([])
         # Still a member of the generation that owned them: the flushes' commits are accepted.
         await self.sink.hand_over(revoked)
+        if compaction_leader(self.sink.settings) in revoked:
+            # The next holder of the leader partition compacts next: not while this pass runs.
+            await self.compaction.finish()
 
     async def on_partitions_assigned(self, assigned):
         # The previous owners finished their uploads before they rejoined (hand_over), so a listing
@@ -332,10 +337,11 @@ async def consume(settings: Settings, stop: asyncio.Event, destination: LakeDest
     compactor = None
     try:
         await asyncio.gather(*(helper.start() for helper in helpers))
-        group.subscribe(list(sink.tables), listener=SplitReading(sink, group, helpers))
+        compaction = PassInProgress()
+        group.subscribe(list(sink.tables), listener=SplitReading(sink, group, helpers, compaction))
         await group.start()
         readers = [asyncio.ensure_future(read(consumer)) for consumer in consumers]
-        compactor = asyncio.ensure_future(compact_periodically(settings, group, stop, sink.stats))
+        compactor = asyncio.ensure_future(compact_periodically(settings, group, stop, sink.stats, compaction))
         await asyncio.wait(readers, return_when=asyncio.FIRST_EXCEPTION)
         # A reader that failed (a failed flush, say) stops the others, which finish their pass
         # (never cancelled mid-flush), and then ends the sink; the supervisor restarts it.

@@ -4,7 +4,9 @@ Two compactions planning from listings taken at different moments can merge over
 objects (a merged object spans the partitions of an hour, and files that arrive in between shift
 where runs are cut); readers would then read the shared rows twice. So every run holds a lock
 per lake on this machine, and of the sinks of one consumer group only the one assigned
-partition 0 of the events topic compacts, and only once it has held it for a whole interval.
+partition 0 of the events topic compacts, and only once it has held it for a whole interval. A
+rebalance that takes that partition from a sink waits for the sink's pass in progress
+(:class:`PassInProgress`), so the next holder's passes never overlap it.
 """
 
 from __future__ import annotations
@@ -64,6 +66,24 @@ async def sink_committed(settings: Settings) -> dict[tuple[str, int], int]:
     return {(tables_by_topic[t].table, p): o for (t, p), o in raw.items() if t in tables_by_topic}
 
 
+def compaction_leader(settings: Settings) -> TopicPartition:
+    """The partition whose holder in the sink group compacts the lake."""
+    return TopicPartition(Topics.from_settings(settings).events, 0)
+
+
+class PassInProgress:
+    """The sink's compaction pass now running, if any: a rebalance that takes the leader partition
+    waits for it (the pass runs in a thread, which cannot be stopped halfway)."""
+
+    def __init__(self) -> None:
+        self.task: asyncio.Future | None = None
+
+    async def finish(self) -> None:
+        if self.task is not None and not self.task.done():
+            log.info("finishing the compaction pass in progress before the rebalance")
+            await asyncio.wait([self.task])  # its outcome is for compact_periodically to report
+
+
 def compact_lake(settings: Settings, committed: dict[tuple[str, int], int] | None, **options) -> CompactionReport:
     """One compaction pass over the lake under the lock (``options``: those of :func:`compact`)."""
     with maintenance_lock(settings):
@@ -72,7 +92,7 @@ def compact_lake(settings: Settings, committed: dict[tuple[str, int], int] | Non
 
 
 async def compact_periodically(settings: Settings, group: AIOKafkaConsumer, stop: asyncio.Event,
-                               stats: Counter) -> None:
+                               stats: Counter, in_progress: PassInProgress | None = None) -> None:
     """The sink's compaction: every ``compact_interval_s``, a pass over the lake's closed hours, by the
     group member that has held partition 0 of the events topic since the previous tick.
 
@@ -82,22 +102,25 @@ async def compact_periodically(settings: Settings, group: AIOKafkaConsumer, stop
     interval = settings.compact_interval_s
     if not interval:
         return
-    leader = TopicPartition(Topics.from_settings(settings).events, 0)
+    leader = compaction_leader(settings)
+    in_progress = in_progress or PassInProgress()
     held_before = False
     while not stop.is_set():
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), interval)
             return
         held = leader in group.assignment()
-        # A member that has just been given the partition waits a tick: the one that had it may
-        # still be in the middle of a pass.
+        # A member that has just been given the partition waits a tick: the one that had it waited
+        # for its pass before letting go, but one that left the group without a rebalance (cut
+        # off from the broker, say) may still be in the middle of one.
         due, held_before = held and held_before, held
         if not due:
             continue
         try:
             committed = await sink_committed(settings)
-            report = await asyncio.to_thread(compact_lake, settings, committed,
-                                             grace=timedelta(seconds=settings.compact_grace_s))
+            in_progress.task = asyncio.ensure_future(asyncio.to_thread(
+                compact_lake, settings, committed, grace=timedelta(seconds=settings.compact_grace_s)))
+            report = await in_progress.task
         except LakeBusy as exc:
             stats["compactions_skipped"] += 1
             log.warning("compaction skipped: %s", exc)

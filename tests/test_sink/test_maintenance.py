@@ -85,3 +85,39 @@ def test_a_failed_pass_is_counted_and_the_next_tick_tries_again(monkeypatch):
                              until=lambda calls, stats: stats["compactions"] >= 1)
     assert stats["compaction_errors"] == 1 and stats["compactions_skipped"] == 1
     assert stats["compactions"] == len(calls) - 2 >= 1
+
+
+def test_the_pass_in_progress_is_there_for_a_rebalance_to_wait_for(monkeypatch):
+    import threading
+
+    release, seen = threading.Event(), []
+
+    async def committed(settings):
+        return {}
+
+    def compact_lake(settings, committed, **options):
+        release.wait(5)
+        return CompactionReport()
+
+    monkeypatch.setattr(maintenance, "sink_committed", committed)
+    monkeypatch.setattr(maintenance, "compact_lake", compact_lake)
+    settings = Settings(_env_file=None, compact_interval_s=0.02)
+    in_progress, stats = maintenance.PassInProgress(), Counter()
+
+    async def go():
+        stop = asyncio.Event()
+        task = asyncio.create_task(maintenance.compact_periodically(
+            settings, Group(TopicPartition("clickstream.events", 0)), stop, stats, in_progress))
+        while in_progress.task is None:
+            await asyncio.sleep(0.01)
+        seen.append(in_progress.task.done())
+        waiting = asyncio.create_task(in_progress.finish())
+        await asyncio.sleep(0.1)
+        seen.append(waiting.done())  # the pass still runs
+        release.set()
+        await asyncio.wait_for(waiting, 2)
+        stop.set()
+        await asyncio.wait_for(task, 2)
+
+    asyncio.run(go())
+    assert seen == [False, False] and stats["compactions"] >= 1

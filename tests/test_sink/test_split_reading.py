@@ -7,6 +7,7 @@ from aiokafka import TopicPartition
 from aiokafka.errors import KafkaConnectionError
 
 from clickstream.settings import Settings
+from clickstream.topics import Topics
 from sink.main import LakeSink, SplitReading
 
 EVENTS, INVALID = "t.events", "t.invalid"
@@ -92,3 +93,30 @@ def test_one_consumer_reads_alone():
     group = Group({})
     asyncio.run(SplitReading(new_sink(), group, []).on_partitions_assigned(partitions()))
     assert group.paused == set()
+
+
+def test_a_rebalance_taking_partition_0_of_the_events_topic_waits_for_the_compaction_pass():
+    """Its next holder compacts next; two passes planned from different listings would merge
+    overlapping sets of objects."""
+    from sink.maintenance import PassInProgress
+
+    sink = new_sink()
+    leader = TopicPartition(Topics.from_settings(sink.settings).events, 0)
+    other = TopicPartition(Topics.from_settings(sink.settings).events, 1)
+
+    async def run():
+        compaction = PassInProgress()
+        finished = asyncio.Event()
+
+        async def a_pass():
+            await asyncio.sleep(0.2)
+            finished.set()
+
+        compaction.task = asyncio.ensure_future(a_pass())
+        reading = SplitReading(sink, Group({}), [], compaction)
+        await reading.on_partitions_revoked({other})
+        assert not finished.is_set()  # not the leader partition: no waiting
+        await reading.on_partitions_revoked({leader, other})
+        assert finished.is_set()
+
+    asyncio.run(run())
