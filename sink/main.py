@@ -92,13 +92,19 @@ class LakeSink:
         owner, under other cuts. So the rebalance waits for uploads in progress (also while the lake
         is down: the next owner could not write either); only the buffered records, which are in no
         object and not committed, are left for the next owner to read again."""
-        partitions = set(partitions)
         async with self._scheduling:  # no flush_due pass may start a flush of these meanwhile
-            running = [task for tp, task in self._flushing.items() if tp in partitions]
-            if running:
-                log.info("finishing %d flushes before the rebalance", len(running))
-                await asyncio.gather(*running, return_exceptions=True)  # a failure surfaces in flush_due
+            await self.finish_flushes(partitions, why="before the rebalance")
             self.drop(partitions)
+
+    async def finish_flushes(self, partitions=None, *, why: str) -> None:
+        """Wait for the flushes in progress (of ``partitions``, or all); a failed one is left for
+        flush_due to raise."""
+        partitions = None if partitions is None else set(partitions)
+        running = [task for tp, task in self._flushing.items()
+                   if not task.done() and (partitions is None or tp in partitions)]
+        if running:
+            log.info("finishing %d flushes %s", len(running), why)
+            await asyncio.gather(*running, return_exceptions=True)
 
     def drop(self, partitions) -> None:
         """Forget buffers of partitions this sink no longer owns: they were not committed, the next owner re-reads."""
@@ -356,6 +362,9 @@ async def consume(settings: Settings, stop: asyncio.Event, destination: LakeDest
     finally:
         if compactor is not None:
             compactor.cancel()  # after a failure: a pass in its thread still runs to its end
+        # After a failure, the other partitions' uploads still land: before leaving the group, so
+        # that the next owner's listing sees them (as at a rebalance).
+        await sink.finish_flushes(why="before leaving the group")
         await asyncio.gather(*(consumer.stop() for consumer in consumers), return_exceptions=True)
         await health.cleanup()
 
