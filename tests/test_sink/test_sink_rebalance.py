@@ -96,3 +96,47 @@ def test_a_partition_moved_while_its_flush_uploads_is_written_once(settings_fact
     # a record that another holds too.
     physical = run_query(con, f"select count(*) from read_parquet('s3://{settings_a.s3_bucket}/events/*/*/*.parquet')")[1]
     assert physical == [(n,)], events_objects()
+
+
+class OneUploadFails:
+    """The lake, where the first upload of events of partition 0 fails for good and the other
+    partitions' uploads are slow."""
+
+    def __init__(self, lake: LakeDestination):
+        self.lake = lake
+        self.slow_started = threading.Event()
+
+    def put(self, key: str, data: bytes) -> None:
+        if key.startswith("events/") and "/events-p0-" in key:
+            time.sleep(1.5)  # the other partitions' flushes, due within a fetch or two, are uploading by now
+            raise RuntimeError("the disk is on fire")
+        if key.startswith("events/"):
+            self.slow_started.set()
+            time.sleep(3)
+        self.lake.put(key, data)
+
+    def __getattr__(self, name):
+        return getattr(self.lake, name)
+
+
+def test_a_sink_stopped_by_a_failed_upload_lets_its_other_uploads_land_before_it_leaves(
+        settings_factory, event_factory, free_ports):
+    """Otherwise they would land after the next owner of their partitions listed the lake."""
+    n = 40
+    events = [event_factory(timestamp=T0 + timedelta(minutes=i), anonymous_id=f"v{i}") for i in range(n)]
+    settings = settings_factory(flush_interval_s=1, sink_port=free_ports())
+    lake = LakeDestination.from_settings(settings)
+    failing = OneUploadFails(lake)
+
+    async def scenario():
+        await create_topics(settings)
+        await produce(settings, events)
+        with pytest.raises(RuntimeError, match="on fire"):
+            await asyncio.wait_for(consume(settings, asyncio.Event(), failing), 60)
+        return lake.list_keys("events/")
+
+    written = asyncio.run(scenario())
+    assert failing.slow_started.is_set()
+    partitions = {key.rsplit("/", 1)[1].split("-")[1] for key in written}
+    assert partitions and "p0" not in partitions  # every other partition's object landed before consume returned
+    assert len(partitions) == settings.topic_partitions - 1, written
