@@ -92,19 +92,24 @@ class LakeSink:
         owner, under other cuts. So the rebalance waits for uploads in progress (also while the lake
         is down: the next owner could not write either); only the buffered records, which are in no
         object and not committed, are left for the next owner to read again."""
+        started = time.monotonic()
         async with self._scheduling:  # no flush_due pass may start a flush of these meanwhile
-            await self.finish_flushes(partitions, why="before the rebalance")
+            self.stats["flushes_finished_before_rebalance"] += await self.finish_flushes(
+                partitions, why="before the rebalance")
             self.drop(partitions)
+        # On /health: a rebalance held up by a slow or failing lake shows here.
+        self.stats["rebalance_wait_s"] = round(self.stats["rebalance_wait_s"] + time.monotonic() - started, 3)
 
-    async def finish_flushes(self, partitions=None, *, why: str) -> None:
-        """Wait for the flushes in progress (of ``partitions``, or all); a failed one is left for
-        flush_due to raise."""
+    async def finish_flushes(self, partitions=None, *, why: str) -> int:
+        """Wait for the flushes in progress (of ``partitions``, or all) and say how many there were;
+        a failed one is left for flush_due to raise."""
         partitions = None if partitions is None else set(partitions)
         running = [task for tp, task in self._flushing.items()
                    if not task.done() and (partitions is None or tp in partitions)]
         if running:
             log.info("finishing %d flushes %s", len(running), why)
             await asyncio.gather(*running, return_exceptions=True)
+        return len(running)
 
     def drop(self, partitions) -> None:
         """Forget buffers of partitions this sink no longer owns: they were not committed, the next owner re-reads."""

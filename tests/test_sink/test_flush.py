@@ -222,6 +222,8 @@ def test_a_rebalance_hands_a_partition_over_only_after_its_upload_and_commit():
         assert list(lake.objects) == [f"events/dt={now:%Y-%m-%d}/hour={now:%H}/events-p0-0-2.parquet"]
         assert consumer.commits == [{moved: 3}]
         assert moved not in sink.buffers and kept in sink.buffers
+        assert sink.status()["flushes_finished_before_rebalance"] == 1
+        assert sink.status()["rebalance_wait_s"] > 0.1  # the upload took 0.3 s
 
     asyncio.run(run())
 

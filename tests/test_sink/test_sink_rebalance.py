@@ -3,8 +3,10 @@ its flush uploads is written once. The sink that loses it finishes the upload (a
 the group hands the partition over, and the sink that gets it lists the lake again."""
 
 import asyncio
+import json
 import threading
 import time
+import urllib.request
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -81,6 +83,11 @@ def test_a_partition_moved_while_its_flush_uploads_is_written_once(settings_fact
                     assert time.monotonic() < deadline, "the sinks did not commit every event"
                     assert not sink_a.done() and not sink_b.done()
                     await asyncio.sleep(0.5)
+                # The rebalance did happen while A uploaded, and waited for it.
+                health = await asyncio.to_thread(lambda: json.load(urllib.request.urlopen(
+                    f"http://127.0.0.1:{settings_a.sink_port}/health", timeout=5)))
+                assert health["flushes_finished_before_rebalance"] >= 1, health
+                assert health["rebalance_wait_s"] > 1, health
             finally:
                 stop_b.set()
                 await asyncio.wait_for(sink_b, 30)
