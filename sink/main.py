@@ -108,7 +108,9 @@ class LakeSink:
                    if not task.done() and (partitions is None or tp in partitions)]
         if running:
             log.info("finishing %d flushes %s", len(running), why)
-            await asyncio.gather(*running, return_exceptions=True)
+            # wait, not gather: if this wait is cancelled (the sink stopping mid-rebalance), the
+            # flushes go on, and the wait before leaving the group still finds them running.
+            await asyncio.wait(running)
         return len(running)
 
     def drop(self, partitions) -> None:

@@ -254,3 +254,21 @@ def test_a_sink_lists_the_lake_again_for_partitions_it_is_assigned():
     assert sorted(lake.objects) == [f"{hour}/events-p0-0-0.parquet", f"{hour}/events-p1-0-1.parquet",
                                     f"{hour}/events-p1-2-2.parquet"]
     assert sink.stats["skipped_already_stored"] == 2
+
+
+def test_a_cancelled_wait_for_the_flushes_leaves_them_running():
+    """A sink stopped in the middle of a rebalance still waits for them before it leaves the group."""
+    settings = Settings(_env_file=None, flush_interval_s=1)
+    sink = LakeSink(settings, Consumer(), SlowLake())
+    tp = TopicPartition(Topics.from_settings(settings).events, 0)
+
+    async def run():
+        flush = sink._flushing[tp] = asyncio.ensure_future(asyncio.sleep(0.3))
+        waiting = asyncio.ensure_future(sink.hand_over([tp]))
+        await asyncio.sleep(0.05)
+        waiting.cancel()
+        await asyncio.sleep(0.01)
+        assert not flush.done()
+        assert await sink.finish_flushes(why="before leaving the group") == 1 and flush.done()
+
+    asyncio.run(run())
