@@ -31,6 +31,13 @@ class Consumer:
         self.commits.append(offsets)
 
 
+def sink_writing_to(lake) -> tuple[LakeSink, Consumer, Topics]:
+    """A sink flushing every second into ``lake``, with a consumer that records its commits."""
+    settings = Settings(_env_file=None, flush_interval_s=1)
+    consumer = Consumer()
+    return LakeSink(settings, consumer, lake), consumer, Topics.from_settings(settings)
+
+
 class RevokingLake:
     """Stores objects in memory; the first upload revokes the partition, as a rebalance would."""
 
@@ -48,10 +55,10 @@ class RevokingLake:
 
 
 def test_a_partition_revoked_during_its_upload_is_not_committed():
-    settings = Settings(_env_file=None, flush_interval_s=1)
-    topic = Topics.from_settings(settings).events
-    consumer, lake = Consumer(), RevokingLake()
-    sink = lake.sink = LakeSink(settings, consumer, lake)
+    lake = RevokingLake()
+    sink, consumer, topics = sink_writing_to(lake)
+    lake.sink = sink
+    topic = topics.events
     now = datetime.now(timezone.utc)
     events = [Event(event_id=f"e{i}", type="page", anonymous_id="a", timestamp=now, received_at=now, source="demo")
               for i in range(3)]
@@ -77,10 +84,9 @@ def test_a_flush_keeps_each_record_once_and_names_what_it_cannot_decode(broken):
 
     import pyarrow.parquet as pq
 
-    settings = Settings(_env_file=None, flush_interval_s=1)
-    topic = Topics.from_settings(settings).events
-    consumer, lake = Consumer(), RevokingLake()
-    sink = LakeSink(settings, consumer, lake)
+    lake = RevokingLake()
+    sink, consumer, topics = sink_writing_to(lake)
+    topic = topics.events
     nine = datetime(2026, 11, 27, 9, 59, 59, 999999, tzinfo=timezone.utc)
     ten = datetime(2026, 11, 27, 10, 0, tzinfo=timezone.utc)
 
@@ -122,10 +128,9 @@ class SlowLake(RevokingLake):
 
 
 def test_records_read_while_a_flush_uploads_go_to_the_next_flush_and_commits_keep_their_order():
-    settings = Settings(_env_file=None, flush_interval_s=1)
-    topic = Topics.from_settings(settings).events
-    consumer, lake = Consumer(), SlowLake()
-    sink = LakeSink(settings, consumer, lake)
+    lake = SlowLake()
+    sink, consumer, topics = sink_writing_to(lake)
+    topic = topics.events
     now = datetime.now(timezone.utc)
     values = page_views(now, 6)
     tp = TopicPartition(topic, 0)
@@ -148,15 +153,12 @@ def test_records_read_while_a_flush_uploads_go_to_the_next_flush_and_commits_kee
 
 
 def test_a_failed_background_flush_stops_the_sink():
-    settings = Settings(_env_file=None, flush_interval_s=1)
-    topic = Topics.from_settings(settings).events
-    consumer = Consumer()
-
     class BrokenLake(RevokingLake):
         def put(self, key, data):
             raise RuntimeError("disk on fire")
 
-    sink = LakeSink(settings, consumer, BrokenLake())
+    sink, consumer, topics = sink_writing_to(BrokenLake())
+    topic = topics.events
     now = datetime.now(timezone.utc)
     value = Event(event_id="e", type="page", anonymous_id="a", timestamp=now, received_at=now, source="demo").to_bytes()
 
@@ -179,10 +181,9 @@ def test_a_rejected_event_left_twice_by_a_retried_produce_is_stored_once():
 
     from clickstream.events import RejectedEvent
 
-    settings = Settings(_env_file=None, flush_interval_s=1)
-    topic = Topics.from_settings(settings).invalid
-    consumer, lake = Consumer(), RevokingLake()
-    sink = LakeSink(settings, consumer, lake)
+    lake = RevokingLake()
+    sink, consumer, topics = sink_writing_to(lake)
+    topic = topics.invalid
     t = datetime(2026, 11, 27, 9, 30, tzinfo=timezone.utc)
     first = RejectedEvent(received_at=t, source="web", reason="no event name", payload="{}", endpoint="batch",
                           index=0, request_id="r1")
@@ -201,11 +202,10 @@ def test_a_rejected_event_left_twice_by_a_retried_produce_is_stored_once():
 
 
 def test_a_rebalance_hands_a_partition_over_only_after_its_upload_and_commit():
-    settings = Settings(_env_file=None, flush_interval_s=1)
-    topic = Topics.from_settings(settings).events
-    consumer, lake = Consumer(), SlowLake()
+    lake = SlowLake()
     lake.delay_s = 0.3
-    sink = LakeSink(settings, consumer, lake)
+    sink, consumer, topics = sink_writing_to(lake)
+    topic = topics.events
     now = datetime.now(timezone.utc)
     values = page_views(now, 5)
     moved, kept = TopicPartition(topic, 0), TopicPartition(topic, 1)
@@ -232,10 +232,9 @@ def test_a_sink_lists_the_lake_again_for_partitions_it_is_assigned():
     """The previous owner of a partition may have uploaded objects after this sink listed an hour."""
     from sink.main import SplitReading
 
-    settings = Settings(_env_file=None, flush_interval_s=1)
-    topic = Topics.from_settings(settings).events
-    consumer, lake = Consumer(), RevokingLake()
-    sink = LakeSink(settings, consumer, lake)
+    lake = RevokingLake()
+    sink, consumer, topics = sink_writing_to(lake)
+    topic = topics.events
     now = datetime.now(timezone.utc)
     hour = f"events/dt={now:%Y-%m-%d}/hour={now:%H}"
     values = page_views(now, 4)
@@ -258,9 +257,8 @@ def test_a_sink_lists_the_lake_again_for_partitions_it_is_assigned():
 
 def test_a_cancelled_wait_for_the_flushes_leaves_them_running():
     """A sink stopped in the middle of a rebalance still waits for them before it leaves the group."""
-    settings = Settings(_env_file=None, flush_interval_s=1)
-    sink = LakeSink(settings, Consumer(), SlowLake())
-    tp = TopicPartition(Topics.from_settings(settings).events, 0)
+    sink, _, topics = sink_writing_to(SlowLake())
+    tp = TopicPartition(topics.events, 0)
 
     async def run():
         flush = sink._flushing[tp] = asyncio.ensure_future(asyncio.sleep(0.3))

@@ -23,11 +23,21 @@ pytestmark = pytest.mark.integration
 T0 = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) - timedelta(hours=4)
 
 
-class HeldUploads:
-    """The lake, with uploads of the events table held until released: a slow upload."""
+class LakeInTheWay:
+    """The lake, with its uploads changed by a subclass's ``put``; the rest as it is."""
 
     def __init__(self, lake: LakeDestination):
         self.lake = lake
+
+    def __getattr__(self, name):
+        return getattr(self.lake, name)
+
+
+class HeldUploads(LakeInTheWay):
+    """The lake, with uploads of the events table held until released: a slow upload."""
+
+    def __init__(self, lake: LakeDestination):
+        super().__init__(lake)
         self.started, self.release = threading.Event(), threading.Event()
 
     def put(self, key: str, data: bytes) -> None:
@@ -35,9 +45,6 @@ class HeldUploads:
             self.started.set()
             self.release.wait(60)
         self.lake.put(key, data)
-
-    def __getattr__(self, name):
-        return getattr(self.lake, name)
 
 
 def test_a_partition_moved_while_its_flush_uploads_is_written_once(settings_factory, event_factory, free_ports):
@@ -105,12 +112,12 @@ def test_a_partition_moved_while_its_flush_uploads_is_written_once(settings_fact
     assert physical == [(n,)], events_objects()
 
 
-class OneUploadFails:
+class OneUploadFails(LakeInTheWay):
     """The lake, where the first upload of events of partition 0 fails for good and the other
     partitions' uploads are slow."""
 
     def __init__(self, lake: LakeDestination):
-        self.lake = lake
+        super().__init__(lake)
         self.slow_started = threading.Event()
 
     def put(self, key: str, data: bytes) -> None:
@@ -121,9 +128,6 @@ class OneUploadFails:
             self.slow_started.set()
             time.sleep(3)
         self.lake.put(key, data)
-
-    def __getattr__(self, name):
-        return getattr(self.lake, name)
 
 
 def test_a_sink_stopped_by_a_failed_upload_lets_its_other_uploads_land_before_it_leaves(
